@@ -1,0 +1,87 @@
+"""The paper's supervision protocol (section 4.3) and the weighted row sampler."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lsmseg.keys import Keys, Mode
+
+
+@dataclass(frozen=True)
+class SupervisionSplit:
+    """Indices of a data set split for a semi-supervised experiment.
+
+    ``paired`` rows keep both views; the rest of the training set is divided into two disjoint
+    halves, ``x_only`` (their y is hidden) and ``y_only`` (their x is hidden), so no unpaired x
+    and y come from the same pair (the paper; the reference reuses the same samples instead).
+    """
+
+    paired: list[int]
+    x_only: list[int]
+    y_only: list[int]
+    valid: list[int]
+    test: list[int]
+
+
+def check_proportion(proportion: float) -> float:
+    """Validate the paired fraction p: 0 < p <= 1."""
+    p = float(proportion)
+    if not 0.0 < p <= 1.0:
+        raise ValueError(
+            f"proportion must be in (0, 1] (fraction of training pairs kept paired), got {proportion}"
+        )
+    return p
+
+
+def supervision_split(
+    n: int, proportion: float, seed: int = 0, fractions: Sequence[float] = (0.7, 0.1, 0.2)
+) -> SupervisionSplit:
+    """Sequential train / valid / test split, then p of the training set kept paired.
+
+    Args:
+        n: number of pairs in the data set.
+        proportion: fraction p of the training pairs kept paired, 0 < p <= 1 (at least one pair).
+        seed: seeds which training pairs stay paired and how the rest is halved.
+        fractions: train, valid, test fractions (paper: 0.7, 0.1, 0.2; 300-W reference 0.6, 0.2, 0.2).
+    """
+    p = check_proportion(proportion)
+    if n < 3:
+        raise ValueError(f"need at least 3 samples for a train/valid/test split, got {n}")
+    n_train = max(1, round(fractions[0] * n))
+    n_valid = max(1, round(fractions[1] * n))
+    train = list(range(n_train))
+    valid = list(range(n_train, min(n, n_train + n_valid)))
+    test = list(range(n_train + len(valid), n))
+    rng = np.random.default_rng(seed)
+    order = [int(i) for i in rng.permutation(train)]
+    n_paired = max(1, round(p * n_train))
+    paired, rest = sorted(order[:n_paired]), order[n_paired:]
+    half = len(rest) // 2
+    return SupervisionSplit(paired, sorted(rest[:half]), sorted(rest[half : 2 * half]), valid, test)
+
+
+def row_weights(modes: Sequence[int]) -> torch.Tensor:
+    """Sampling weights so paired rows are not drowned: N/n_paired for paired rows, N/n_unpaired else."""
+    m = torch.as_tensor([int(x) for x in modes])
+    n = len(m)
+    n_paired = int((m == Mode.PAIRED).sum())
+    n_unpaired = n - n_paired
+    w = torch.where(m == Mode.PAIRED, n / max(n_paired, 1), n / max(n_unpaired, 1))
+    return w.double()
+
+
+def row_sampler(rows: Sequence[dict], seed: int = 0, distributed: bool = False) -> torch.utils.data.Sampler:
+    """Weighted sampler over training rows (``Keys.MODE`` of each row), DDP-aware."""
+    weights = row_weights([r[Keys.MODE] for r in rows])
+    if distributed:
+        from monai.data import DistributedWeightedRandomSampler
+
+        return DistributedWeightedRandomSampler(rows, weights.tolist(), shuffle=True)  # type: ignore[arg-type]
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.utils.data.WeightedRandomSampler(
+        weights, num_samples=len(rows), replacement=True, generator=g
+    )

@@ -1,0 +1,69 @@
+"""Evaluation helpers: the metrics.json report of a test split."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+from monai.metrics import MeanIoU
+
+
+def write_json(data: dict, path: str | Path) -> None:
+    """Write JSON atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+class IoUReport:
+    """Per-class IoU over an evaluator run, written as ``{"miou", "iou": {class: value}, "n"}``.
+
+    Expects the evaluator's decollated output items to hold one-hot ``pred`` and ``label``
+    (C, H, W) (after ``AsDiscreted``). IoU is computed per image and averaged over images
+    (MONAI ``MeanIoU``); ``miou`` is the mean over the foreground classes.
+
+    Args:
+        path: where metrics.json goes.
+        class_names: names of all classes, background first.
+    """
+
+    def __init__(self, path: str | Path, class_names: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.class_names = list(class_names)
+        self.metric = MeanIoU(include_background=False, reduction="mean_batch", ignore_empty=True)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.metric.reset())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._update)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _update(self, engine: Engine) -> None:
+        items = engine.state.output
+        if isinstance(items, dict):
+            items = [items]
+        pred = torch.stack([i["pred"] for i in items])  # type: ignore[index]
+        label = torch.stack([i["label"] for i in items])  # type: ignore[index]
+        self.metric(y_pred=pred, y=label)
+
+    def result(self) -> dict:
+        per_class = self.metric.aggregate()
+        values = [float(v) for v in torch.as_tensor(per_class).reshape(-1)]
+        names = self.class_names[1:]
+        n = int(self.metric.get_buffer().shape[0]) if self.metric.get_buffer() is not None else 0
+        finite = [v for v in values if v == v]
+        return {
+            "miou": sum(finite) / len(finite) if finite else float("nan"),
+            "iou": dict(zip(names, values, strict=True)),
+            "n": n,
+        }
+
+    def _write(self, engine: Engine) -> None:
+        write_json(self.result(), self.path)

@@ -1,0 +1,127 @@
+"""Handlers of the training workflow: early stopping with best-weight restore, per stage."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+logger = logging.getLogger(__name__)
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write a state dict atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class StagedEarlyStopping:
+    """Early stopping with best-weight restore, stage by stage, and the best checkpoint.
+
+    Attached to the validator; after each validation it scores the trainer's current stage:
+    the validator's key metric when the stage trains the main translation, else minus the
+    stage's validation loss (IODA's auto-encoder pre-training). A stage ends when the score has
+    not improved for ``patience`` validations or its epoch budget is spent; its best weights are
+    restored before the next stage starts. The best weights of the final stage are saved to
+    ``ckpt_path`` whenever they improve and restored when training ends.
+
+    Args:
+        patience: validations without improvement before a stage stops (paper: 100 epochs).
+        ckpt_path: where the best model's state dict goes (``<ckpt_dir>/model.pt``).
+        trainer: the :class:`SemiSupervisedTrainer`; may be set later with ``set_trainer``
+            (bundle configs do so to avoid a circular reference).
+        min_delta: smallest improvement that counts.
+    """
+
+    def __init__(
+        self,
+        patience: int,
+        ckpt_path: str | Path | None = None,
+        trainer: Any = None,
+        min_delta: float = 0.0,
+    ) -> None:
+        if int(patience) < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience = int(patience)
+        self.ckpt_path = Path(ckpt_path) if ckpt_path else None
+        self.min_delta = float(min_delta)
+        self.trainer: Any = None
+        self._reset()
+        self.best_metric = -math.inf  # of the final stage: what the checkpoint holds
+        self.best_epoch = 0
+        if trainer is not None:
+            self.set_trainer(trainer)
+
+    def _reset(self) -> None:
+        self.best_score = -math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.wait = 0
+
+    def set_trainer(self, trainer: Any) -> None:
+        """Bind the trainer (and become its stage controller)."""
+        self.trainer = trainer
+        trainer.stage_controller = self
+        if not trainer.has_event_handler(self._restore_at_end, Events.COMPLETED):
+            trainer.add_event_handler(Events.COMPLETED, self._restore_at_end)
+
+    def attach(self, evaluator: Engine) -> None:
+        evaluator.add_event_handler(Events.COMPLETED, self)
+
+    def _score(self, evaluator: Engine) -> float:
+        trainer = self.trainer
+        x, y = trainer.network.names[:2]
+        if f"sup_{x}2{y}" in trainer.stage.weights:
+            value = evaluator.state.metrics[evaluator.state.key_metric_name]
+            return float(value)
+        return -trainer.stage_loss(evaluator.data_loader)
+
+    def __call__(self, evaluator: Engine) -> None:
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("StagedEarlyStopping has no trainer: call set_trainer(trainer) first")
+        score = self._score(evaluator)
+        if not math.isfinite(score):
+            logger.warning(f"validation score is {score} at epoch {trainer.state.epoch}; not an improvement")
+        if math.isfinite(score) and score > self.best_score + self.min_delta:
+            self.best_score, self.wait = score, 0
+            self.best_state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in trainer.network.state_dict().items()}
+            )
+            if trainer.is_final_stage:
+                self.best_metric, self.best_epoch = score, trainer.state.epoch
+                trainer.state.best_metric, trainer.state.best_metric_epoch = score, trainer.state.epoch
+                if self.ckpt_path is not None:
+                    save_state_dict(self.best_state, self.ckpt_path)
+        else:
+            self.wait += 1
+        budget_spent = trainer.state.epoch - trainer.stage_start_epoch >= trainer.stage_epochs
+        if self.wait >= self.patience or budget_spent:
+            self._restore()
+            logger.info(
+                f"stage {trainer.stage.name} ends at epoch {trainer.state.epoch} "
+                f"(best {self.best_score:.4f}, {'budget' if budget_spent else 'patience'})"
+            )
+            if trainer.next_stage():
+                self._reset()
+
+    def _restore(self) -> None:
+        if self.best_state is not None:
+            self.trainer.network.load_state_dict(self.best_state)
+
+    def _restore_at_end(self, engine: Engine) -> None:
+        self._restore()

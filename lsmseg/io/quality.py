@@ -1,0 +1,173 @@
+"""Quality gate: reject slices whose areas and HU statistics could not be trusted.
+
+The checks follow the series gate of the MGH/DFCI body-composition tool (see
+shared/reference/sarcopenia.md). Each is a small function ``check_x(ct, dataset)`` that raises
+:class:`IngestError` with the reason in the user's terms; :func:`check_slice` runs them all.
+``dataset`` is the pydicom Dataset of a DICOM source, None for NIfTI (DICOM-only checks pass).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from lsmseg.io.ctslice import CTSlice, IngestError
+from lsmseg.keys import ADIPOSE_HU, MUSCLE_HU
+from lsmseg.transforms.body import body_mask
+
+# Values outside this range come from decompression errors or images not in HU (MGH/DFCI gate).
+PLAUSIBLE_HU = (-11000.0, 12000.0)
+# Gantry tilt stays well under this; reformatted sagittal/coronal images are far above it.
+MAX_TILT_DEG = 10.0
+# A body slice is mostly fat and muscle (-190..150 HU); fewer such pixels means no patient.
+MIN_TISSUE_FRACTION = 0.005
+# Body pixels allowed on the outer image border before the field of view is judged to cut the
+# body off (a few pixels of an arm or of skin folds are tolerated).
+MAX_BORDER_FRACTION = 0.02
+
+SliceCheck = Callable[[CTSlice, "Dataset | None"], None]
+
+
+def _what(ct: CTSlice) -> str:
+    """How messages name the slice: its file and, for DICOM, its series UID."""
+    name = Path(ct.source).name
+    series = ct.dicom.series_uid if ct.dicom is not None else ""
+    return f"{name} (series {series})" if series else name
+
+
+def check_modality(ct: CTSlice, dataset: Dataset | None) -> None:
+    """DICOM Modality must be CT: only CT pixels are Hounsfield units."""
+    if dataset is None:
+        return
+    modality = str(dataset.get("Modality", "") or "").upper()
+    if modality != "CT":
+        raise IngestError(
+            f"{_what(ct)} has Modality {modality or 'missing'}, not CT: only CT gives Hounsfield units"
+        )
+
+
+def check_image_type(ct: CTSlice, dataset: Dataset | None) -> None:
+    """Reject DERIVED or SECONDARY images (screenshots, reformats, material maps)."""
+    if dataset is None or "ImageType" not in dataset:
+        return
+    raw = dataset.ImageType
+    values = [
+        str(v).upper() for v in (raw if isinstance(raw, Sequence) and not isinstance(raw, str) else [raw])
+    ]
+    flagged = sorted({"DERIVED", "SECONDARY"} & set(values))
+    if flagged:
+        shown = "\\".join(values)  # as DICOM writes a multi-valued string
+        raise IngestError(
+            f"{_what(ct)} has ImageType {shown} ({', '.join(flagged)}): use the original "
+            "reconstructed CT slice, not a derived or secondary image"
+        )
+
+
+def check_pixel_spacing(ct: CTSlice, dataset: Dataset | None) -> None:
+    """PixelSpacing must be present (DICOM) and positive: areas in cm2 are built on it."""
+    if dataset is not None and not dataset.get("PixelSpacing"):
+        raise IngestError(f"{_what(ct)} has no PixelSpacing: cannot compute muscle area in cm2")
+    row_mm, col_mm = ct.spacing_mm
+    if not (row_mm > 0 and col_mm > 0 and math.isfinite(row_mm * col_mm)):
+        raise IngestError(
+            f"{_what(ct)} has pixel spacing {ct.spacing_mm} mm: cannot compute muscle area in cm2"
+        )
+
+
+def check_position_tags(ct: CTSlice, dataset: Dataset | None) -> None:
+    """DICOM ImagePositionPatient and ImageOrientationPatient must be present."""
+    if dataset is None:
+        return
+    missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient") if not dataset.get(k)]
+    if missing:
+        raise IngestError(
+            f"{_what(ct)} has no {' or '.join(missing)}: cannot tell the slice's position and orientation"
+        )
+
+
+def tilt_deg(ct: CTSlice) -> float:
+    """Angle in degrees between the slice normal and the patient's head-foot (z) axis."""
+    normal = np.cross(ct.affine[:3, 0], ct.affine[:3, 1])
+    norm = float(np.linalg.norm(normal))
+    if norm == 0:
+        return 90.0
+    return math.degrees(math.acos(min(1.0, abs(float(normal[2])) / norm)))
+
+
+def check_axial(ct: CTSlice, dataset: Dataset | None) -> None:
+    """The slice must be axial: its normal within ``MAX_TILT_DEG`` of the z axis."""
+    tilt = tilt_deg(ct)
+    if tilt > MAX_TILT_DEG:
+        raise IngestError(
+            f"{_what(ct)} is not axial (its normal is {tilt:.0f} degrees from the head-foot axis, "
+            f"more than {MAX_TILT_DEG:.0f}): give an axial L3 slice"
+        )
+
+
+def check_hu_range(ct: CTSlice, dataset: Dataset | None) -> None:
+    """HU values must lie within ``PLAUSIBLE_HU``."""
+    low, high = float(np.min(ct.hu)), float(np.max(ct.hu))
+    if low < PLAUSIBLE_HU[0] or high > PLAUSIBLE_HU[1]:
+        raise IngestError(
+            f"{_what(ct)} has implausible HU values ({low:.0f} to {high:.0f}, allowed "
+            f"{PLAUSIBLE_HU[0]:.0f} to {PLAUSIBLE_HU[1]:.0f}): a decompression error or an image not in HU"
+        )
+
+
+def check_has_tissue(ct: CTSlice, dataset: Dataset | None) -> None:
+    """At least ``MIN_TISSUE_FRACTION`` of the pixels must be fat or muscle (-190..150 HU)."""
+    tissue = (ct.hu >= ADIPOSE_HU[0]) & (ct.hu <= MUSCLE_HU[1])
+    fraction = float(tissue.mean())
+    if fraction < MIN_TISSUE_FRACTION:
+        raise IngestError(
+            f"{_what(ct)} shows no body tissue ({100 * fraction:.2f}% of pixels between "
+            f"{ADIPOSE_HU[0]:.0f} and {MUSCLE_HU[1]:.0f} HU): not a body CT slice in HU"
+        )
+
+
+def border_fraction(mask: np.ndarray) -> float:
+    """Fraction of the outer border pixels of an (H, W) mask that are set."""
+    border = np.concatenate([mask[0, :], mask[-1, :], mask[1:-1, 0], mask[1:-1, -1]])
+    return float(border.mean())
+
+
+def check_body_inside(ct: CTSlice, dataset: Dataset | None) -> None:
+    """The body must not touch the image border: a cut-off body gives too-small areas."""
+    fraction = border_fraction(body_mask(ct.hu))
+    if fraction > MAX_BORDER_FRACTION:
+        raise IngestError(
+            f"{_what(ct)}: the body touches the image border ({100 * fraction:.0f}% of the border "
+            "pixels): the field of view cuts part of the body off, so areas would be too small"
+        )
+
+
+DEFAULT_CHECKS: tuple[SliceCheck, ...] = (
+    check_modality,
+    check_image_type,
+    check_pixel_spacing,
+    check_position_tags,
+    check_axial,
+    check_hu_range,
+    check_has_tissue,
+    check_body_inside,
+)
+
+
+def check_slice(
+    ct: CTSlice, dataset: Dataset | None = None, checks: Sequence[SliceCheck] = DEFAULT_CHECKS
+) -> None:
+    """Run the quality gate; raise :class:`IngestError` with the first reason to reject.
+
+    Args:
+        ct: the slice as ingested.
+        dataset: its DICOM dataset; defaults to ``ct.dicom.dataset`` (None for NIfTI).
+        checks: the checks to run, all of ``DEFAULT_CHECKS`` by default.
+    """
+    if dataset is None and ct.dicom is not None:
+        dataset = ct.dicom.dataset
+    for check in checks:
+        check(ct, dataset)

@@ -1,0 +1,73 @@
+"""Per-row loss terms and their masked reduction (lsm_method.md, "Losses").
+
+Every term is first averaged per row over its non-batch dimensions, giving a (B,) vector. The
+row mask says which rows have the views the term needs; the term is the sum over those rows
+divided by their count, and exactly 0 (with zero gradient) when no row has them. ``torch.where``
+rather than a product keeps the hidden view of a row from reaching the loss or its gradient even
+if the zero-filled placeholder held non-finite values.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def per_row_mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean over all non-batch dimensions: (B, ...) -> (B,)."""
+    return t.reshape(t.shape[0], -1).mean(dim=1)
+
+
+def masked_mean(per_row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``per_row`` (B,) over rows where ``mask`` (B,) is true; 0 when none is."""
+    mask = mask.to(torch.bool)
+    total = torch.where(mask, per_row, torch.zeros_like(per_row)).sum()
+    return total / mask.sum().clamp(min=1).to(per_row.dtype)
+
+
+def l1_per_row(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per row: (B, ...) x2 -> (B,)."""
+    return per_row_mean((pred - target).abs())
+
+
+def mse_per_row(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per row: (B, ...) x2 -> (B,)."""
+    return per_row_mean((pred - target).square())
+
+
+def class_weights(labels: torch.Tensor, mask: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse pixel-frequency class weights over the rows that have a label (reference default).
+
+    Args:
+        labels: (B, H, W) integer class map.
+        mask: (B,) rows whose label is real; hidden labels never influence the weights.
+        num_classes: C.
+
+    Returns:
+        (C,) weights normalised to mean 1 over the classes present; absent classes get 0.
+    """
+    rows = labels[mask.to(torch.bool)]
+    counts = torch.bincount(rows.reshape(-1), minlength=num_classes).to(torch.float32)
+    weights = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
+    present = (counts > 0).sum().clamp(min=1)
+    return weights * present / weights.sum().clamp(min=1e-12)
+
+
+def cross_entropy_per_row(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Pixel-wise cross-entropy on logits averaged per row: (B, C, H, W), (B, H, W) -> (B,).
+
+    Works on logits (log-softmax inside ``F.cross_entropy``), unlike the reference implementation
+    that applies softmax in the decoder and then cross-entropy on top (a double softmax).
+    """
+    return per_row_mean(F.cross_entropy(logits.float(), labels, weight=weight, reduction="none"))
+
+
+def bce_per_row(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Binary cross-entropy of critic logits (B, ...) against a constant target -> (B,).
+
+    ``target`` 1 = real, 0 = fake, 0.5 = the uniform distribution of the confusion loss.
+    """
+    t = torch.full_like(logits, target, dtype=torch.float32)
+    return per_row_mean(F.binary_cross_entropy_with_logits(logits.float(), t, reduction="none"))

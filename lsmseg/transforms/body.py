@@ -1,0 +1,175 @@
+"""Body crop: find the patient's body on an axial CT slice and cut a square around it.
+
+The networks see the body, not the air, the table and the field-of-view circle around it (the SSS
+data set was prepared with "the image's background cropped"). The crop box travels with the
+pixels so a mask predicted on the crop can be padded back onto the native grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.config import NdarrayOrTensor
+from scipy import ndimage
+
+# Between air (-1000 HU) and fat (about -100 HU): keeps all of the body, none of the air.
+BODY_THRESHOLD_HU = -500.0
+# Scanner tables are thin shells (a few mm) that touch the back; an opening of this radius cuts
+# them off without eating into the body (about 2-3 mm at usual 0.6-0.9 mm pixels).
+TABLE_OPENING_RADIUS_PX = 3
+CROP_MARGIN_PX = 8
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A crop window ``[row0:row1, col0:col1]`` (half-open, pixels) of a ``native_shape`` image."""
+
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+    native_shape: tuple[int, int]  # (H, W) of the image the box was cut from
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(h, w) of the cropped image."""
+        return (self.row1 - self.row0, self.col1 - self.col0)
+
+
+def _disk(radius_px: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius_px : radius_px + 1, -radius_px : radius_px + 1]
+    return np.asarray(xx**2 + yy**2 <= radius_px**2)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros_like(mask, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0  # background
+    return np.asarray(labels == int(sizes.argmax()))
+
+
+def body_mask(
+    hu: np.ndarray,
+    threshold_hu: float = BODY_THRESHOLD_HU,
+    opening_radius_px: int = TABLE_OPENING_RADIUS_PX,
+) -> np.ndarray:
+    """Mask of the patient's body on an axial CT slice.
+
+    The body is the largest connected component above ``threshold_hu`` once a morphological
+    opening has cut the scanner table off; the skin the opening shaved off is grown back (no
+    further than the opening radius, so the table stays off) and internal air (lungs, bowel gas)
+    is filled.
+
+    Args:
+        hu: (H, W) Hounsfield units.
+        threshold_hu: pixels above it are body or table.
+        opening_radius_px: radius of the disk of the opening, pixels.
+
+    Returns:
+        (H, W) bool mask; all False when nothing is above the threshold.
+    """
+    above = np.asarray(hu) > threshold_hu
+    disk = _disk(opening_radius_px)
+    core = _largest_component(ndimage.binary_opening(above, structure=disk))
+    if not core.any():  # a body thinner than the opening: keep it unopened rather than lose it
+        return ndimage.binary_fill_holes(_largest_component(above))
+    body = _largest_component(above & ndimage.binary_dilation(core, structure=disk))
+    return np.asarray(ndimage.binary_fill_holes(body))
+
+
+def _square_span(lo: int, hi: int, side: int, n: int) -> tuple[int, int]:
+    """A span of ``side`` pixels centred on ``[lo, hi)``, shifted (not shrunk) to fit ``[0, n)``."""
+    if side >= n:
+        return 0, n
+    start = round((lo + hi - side) / 2)
+    start = min(max(start, 0), n - side)
+    return start, start + side
+
+
+def body_crop_box(
+    hu: np.ndarray,
+    margin_px: int = CROP_MARGIN_PX,
+    threshold_hu: float = BODY_THRESHOLD_HU,
+    opening_radius_px: int = TABLE_OPENING_RADIUS_PX,
+) -> CropBox:
+    """Square box around the body with a margin, inside the image.
+
+    The square is shifted to stay inside the image and only clipped (so no longer square) when
+    the body with its margin is larger than the image. Without a body the box is the whole image.
+
+    Args:
+        hu: (H, W) Hounsfield units.
+        margin_px: pixels added on each side of the body's bounding box.
+        threshold_hu, opening_radius_px: passed to :func:`body_mask`.
+    """
+    hu = np.asarray(hu)
+    height, width = hu.shape
+    mask = body_mask(hu, threshold_hu, opening_radius_px)
+    if not mask.any():
+        return CropBox(0, height, 0, width, (height, width))
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    side = max(r1 - r0, c1 - c0) + 2 * margin_px
+    row0, row1 = _square_span(r0, r1, side, height)
+    col0, col1 = _square_span(c0, c1, side, width)
+    return CropBox(row0, row1, col0, col1, (height, width))
+
+
+def crop(array: NdarrayOrTensor, box: CropBox) -> NdarrayOrTensor:
+    """Cut ``box`` out of an (..., H, W) array or tensor; returns (..., h, w)."""
+    if tuple(array.shape[-2:]) != box.native_shape:
+        raise ValueError(f"array of shape {tuple(array.shape)} does not match the crop box {box}")
+    return array[..., box.row0 : box.row1, box.col0 : box.col1]
+
+
+def uncrop(array: NdarrayOrTensor, box: CropBox, fill: float = 0.0) -> NdarrayOrTensor:
+    """Inverse of :func:`crop`: pad an (..., h, w) array back to (..., H, W) with ``fill``."""
+    if tuple(array.shape[-2:]) != box.shape:
+        raise ValueError(f"array of shape {tuple(array.shape)} does not match the crop {box.shape}")
+    shape = (*array.shape[:-2], *box.native_shape)
+    window = (..., slice(box.row0, box.row1), slice(box.col0, box.col1))
+    if isinstance(array, torch.Tensor):
+        padded = torch.full(shape, fill, dtype=array.dtype, device=array.device)
+        padded[window] = array
+        return padded
+    out = np.full(shape, fill, dtype=array.dtype)
+    out[window] = array
+    return out
+
+
+class BodyCrop:
+    """Array transform: crop the body square out of an (H, W) or (C, H, W) HU image.
+
+    ``__call__`` returns the crop and its :class:`CropBox`; ``inverse`` pads an array on the crop
+    back onto the native grid.
+    """
+
+    def __init__(
+        self,
+        margin_px: int = CROP_MARGIN_PX,
+        threshold_hu: float = BODY_THRESHOLD_HU,
+        opening_radius_px: int = TABLE_OPENING_RADIUS_PX,
+    ) -> None:
+        self.margin_px = margin_px
+        self.threshold_hu = threshold_hu
+        self.opening_radius_px = opening_radius_px
+
+    def box(self, hu: NdarrayOrTensor) -> CropBox:
+        """The crop box of an (H, W) or (C, H, W) HU image (found on its first channel)."""
+        plane = hu.detach().cpu().numpy() if isinstance(hu, torch.Tensor) else np.asarray(hu)
+        plane = plane.reshape(-1, *plane.shape[-2:])[0]
+        return body_crop_box(plane, self.margin_px, self.threshold_hu, self.opening_radius_px)
+
+    def __call__(self, hu: NdarrayOrTensor) -> tuple[NdarrayOrTensor, CropBox]:
+        box = self.box(hu)
+        return crop(hu, box), box
+
+    @staticmethod
+    def inverse(array: NdarrayOrTensor, box: CropBox, fill: float = 0.0) -> NdarrayOrTensor:
+        """Pad an (..., h, w) array on the crop back onto the (..., H, W) native grid."""
+        return uncrop(array, box, fill)

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from lsmseg.data.split import row_sampler, row_weights, supervision_split
+from lsmseg.keys import Mode
+
+
+def test_split_is_sequential_70_10_20() -> None:
+    s = supervision_split(100, 1.0)
+    assert sorted(s.paired) == list(range(70))
+    assert s.valid == list(range(70, 80)) and s.test == list(range(80, 100))
+    assert s.x_only == [] and s.y_only == []
+
+
+@pytest.mark.parametrize("p", [0.6, 0.2, 0.05, 0.01])
+def test_proportion_is_honoured_and_unpaired_halves_are_disjoint(p: float) -> None:
+    s = supervision_split(500, p, seed=3)
+    assert len(s.paired) == max(1, round(p * 350))
+    assert not set(s.x_only) & set(s.y_only)
+    assert not (set(s.x_only) | set(s.y_only)) & set(s.paired)
+    assert abs(len(s.x_only) - len(s.y_only)) == 0
+    assert len(s.paired) + len(s.x_only) + len(s.y_only) >= 349  # an odd remainder drops one sample
+
+
+@pytest.mark.parametrize("p", [0, -0.1, 1.5])
+def test_proportion_outside_0_1_is_refused(p: float) -> None:
+    with pytest.raises(ValueError, match=r"proportion must be in \(0, 1\]"):
+        supervision_split(100, p)
+
+
+def test_weighted_sampling_balances_paired_and_unpaired_rows() -> None:
+    modes = [Mode.PAIRED] * 5 + [Mode.X_ONLY] * 45 + [Mode.Y_ONLY] * 50
+    w = row_weights(modes)
+    assert float(w[:5].sum()) == pytest.approx(float(w[5:].sum()))
+    rows = [{"mode": int(m)} for m in modes]
+    drawn = torch.tensor([rows[i]["mode"] for i in row_sampler(rows, seed=0)])
+    assert 0.35 < float((drawn == Mode.PAIRED).float().mean()) < 0.65

@@ -1,0 +1,137 @@
+"""The semi-supervised engine trains, stages and stops as documented."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from monai.data import DataLoader
+
+from lsmseg.data.sit import generate_sit, make_rows
+from lsmseg.data.split import row_sampler
+from lsmseg.engines import SemiSupervisedTrainer, StagedEarlyStopping
+from lsmseg.methods import Domain, LatentSpaceMapping
+
+
+def _net(size: int = 32, ngf: int = 4) -> LatentSpaceMapping:
+    torch.manual_seed(0)
+    return LatentSpaceMapping(
+        [Domain("image", "image", 1), Domain("label", "mask", 2)], ngf=ngf, ndf=4, image_size=size
+    )
+
+
+def _rows(n: int, size: int, p: float = 1.0) -> dict[str, list[dict]]:
+    return make_rows(*generate_sit(n, size=size, seed=0), proportion=p)
+
+
+def _ring_iou(net: LatentSpaceMapping, rows: list[dict]) -> float:
+    x = torch.as_tensor(np.stack([r["image"] for r in rows]))
+    y = torch.as_tensor(np.stack([r["label"] for r in rows])) == 1
+    with torch.no_grad():
+        pred = net(x).argmax(1, keepdim=True) == 1
+    return float(((pred & y).sum((1, 2, 3)) / (pred | y).sum((1, 2, 3)).clamp(min=1)).mean())
+
+
+@pytest.mark.slow
+def test_tiny_lsm_beats_a_constant_predictor_on_sit() -> None:
+    rows = _rows(200, 64, p=0.5)
+    net = _net(64, ngf=8)
+    loader = DataLoader(rows["train"], batch_size=8, sampler=row_sampler(rows["train"]))
+    SemiSupervisedTrainer("cpu", 6, loader, net, method="lsm", learning_rate=1e-3).run()
+    iou = _ring_iou(net, rows["test"])
+    y = np.stack([r["label"] for r in rows["test"]]) == 1
+    constant_ring = float(y.mean(axis=(1, 2, 3)).mean())  # IoU of predicting "ring" everywhere
+    assert iou > 1.25 * constant_ring, (iou, constant_ring)
+
+
+def test_one_step_updates_generators_and_critics_and_reports_every_term() -> None:
+    rows = _rows(20, 32, p=0.5)
+    net = _net()
+    before_g = [p.clone() for p in net.generators.parameters()]
+    before_c = [p.clone() for p in net.critics.parameters()]
+    loader = DataLoader(rows["train"], batch_size=8, sampler=row_sampler(rows["train"]))
+    trainer = SemiSupervisedTrainer("cpu", 1, loader, net, method="lsm", epoch_length=1)
+    trainer.run()
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, net.generators.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before_c, net.critics.parameters(), strict=True))
+    assert {"train_loss", "train_critic", "train_adv_label", "train_lat_image2label"} <= set(
+        trainer.state.metrics
+    )
+    assert all(p.requires_grad for p in net.critics.parameters())
+
+
+def test_basic_never_builds_a_critic_optimiser() -> None:
+    rows = _rows(20, 32)
+    trainer = SemiSupervisedTrainer("cpu", 1, DataLoader(rows["train"], batch_size=4), _net(), method="basic")
+    assert trainer.critic_optimizer is None
+
+
+def test_ioda_runs_three_stages_on_their_budget() -> None:
+    rows = _rows(20, 32)
+    trainer = SemiSupervisedTrainer("cpu", 1, DataLoader(rows["train"], batch_size=7), _net(), method="ioda")
+    seen: list[str] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(trainer.stage.name))
+    trainer.run()
+    assert seen == ["pretrain_x", "pretrain_y", "finetune"]
+
+
+class _ScriptedValidator(Engine):
+    """A validator whose key metric follows a script, to test stopping decisions exactly."""
+
+    def __init__(self, scores: list[float], loader) -> None:
+        super().__init__(lambda e, b: None)
+        self.scores = scores
+        self.data_loader = loader
+        self.state.key_metric_name = "m"
+
+    def validate(self, epoch: int) -> None:
+        self.state.metrics = {"m": self.scores[epoch - 1]}
+        self.fire_event(Events.COMPLETED)
+
+
+def test_early_stopping_restores_the_best_weights_and_saves_them(tmp_path: Path) -> None:
+    rows = _rows(20, 32)
+    net = _net()
+    loader = DataLoader(rows["train"], batch_size=7)
+    trainer = SemiSupervisedTrainer("cpu", 10, loader, net, method="basic")
+    validator = _ScriptedValidator([0.1, 0.5, 0.4, 0.3, 0.2, 0.9], loader)
+    stopper = StagedEarlyStopping(patience=2, ckpt_path=tmp_path / "model.pt", trainer=trainer)
+    stopper.attach(validator)
+    snapshots: dict[int, dict] = {}
+
+    def validate(engine: Engine) -> None:
+        snapshots[engine.state.epoch] = {k: v.clone() for k, v in net.state_dict().items()}
+        validator.validate(engine.state.epoch)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, validate)
+    trainer.run()
+    assert trainer.state.epoch == 4  # best at 2, then two validations without improvement
+    assert stopper.best_epoch == 2 and stopper.best_metric == 0.5
+    saved = torch.load(tmp_path / "model.pt")
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, snapshots[2][k]) and torch.equal(saved[k], snapshots[2][k])
+
+
+def test_ioda_stages_stop_on_their_own_validation_loss(tmp_path: Path) -> None:
+    rows = _rows(20, 32)
+    loader = DataLoader(rows["train"], batch_size=7)
+    val_loader = DataLoader(rows["valid"], batch_size=7)
+    trainer = SemiSupervisedTrainer("cpu", 3, loader, _net(), method="ioda")
+    validator = _ScriptedValidator([0.0] * 9, val_loader)
+    StagedEarlyStopping(patience=1, ckpt_path=tmp_path / "model.pt", trainer=trainer).attach(validator)
+    stages: list[str] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: stages.append(trainer.stage.name))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: validator.validate(e.state.epoch))
+    trainer.run()
+    assert stages[0] == "pretrain_x" and stages[-1] == "finetune"
+    assert {"pretrain_y"} <= set(stages)
+    assert (tmp_path / "model.pt").exists()  # the final stage saved its best (a constant 0.0 score)
+
+
+def test_bad_settings_fail_with_the_valid_choices() -> None:
+    rows = _rows(20, 32)
+    with pytest.raises(ValueError, match="valid: basic, sop, ioda, lsm"):
+        SemiSupervisedTrainer("cpu", 1, DataLoader(rows["train"]), _net(), method="gan")
+    with pytest.raises(ValueError, match="valid: confusion, bce"):
+        LatentSpaceMapping([Domain("image", "image", 1), Domain("label", "mask", 2)], adversarial="wgan")  # type: ignore[arg-type]

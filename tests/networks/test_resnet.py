@@ -1,0 +1,23 @@
+import torch
+
+from lsmseg.networks import LinkNetwork, PatchDiscriminator, ResnetDecoder, ResnetEncoder
+
+
+def test_encoder_decoder_shapes_follow_the_resnet_split() -> None:
+    enc, dec = ResnetEncoder(1, ngf=8), ResnetDecoder(4, ngf=8)
+    z = enc(torch.rand(2, 1, 64, 64))
+    assert z.shape == (2, 32, 16, 16)  # 4 * ngf channels at 1/4 resolution
+    assert dec(z).shape == (2, 4, 64, 64)
+    assert LinkNetwork(32)(z).shape == z.shape
+
+
+def test_latent_critic_gives_2x2_logits_on_the_paper_latent() -> None:
+    critic = PatchDiscriminator(256, ndf=8, n_layers=3)
+    assert critic(torch.rand(2, 256, 32, 32)).shape == (2, 1, 2, 2)
+
+
+def test_weights_are_normal_0_02_and_biases_zero() -> None:
+    enc = ResnetEncoder(1, ngf=16)
+    w = torch.cat([m.weight.flatten() for m in enc.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert abs(float(w.std()) - 0.02) < 0.002
+    assert all(float(m.bias.abs().max()) == 0 for m in enc.modules() if isinstance(m, torch.nn.Conv2d))
