@@ -183,7 +183,7 @@ class LatentSpaceMapping(nn.Module):
         self.generators = Generators(domains, ngf, n_blocks, n_down, link_blocks, image_size)
         latent_size = image_size // 2**n_down
         if critic_layers is None:
-            critic_layers = max(1, int(math.floor(math.log2(latent_size / 3))))
+            critic_layers = max(1, math.floor(math.log2(latent_size / 3)))
         self.critics = LatentCritics(domains, ngf * 2**n_down, ndf, critic_layers)
 
     @property
