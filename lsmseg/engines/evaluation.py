@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
@@ -46,11 +47,10 @@ class IoUReport:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _update(self, engine: Engine) -> None:
-        items = engine.state.output
-        if isinstance(items, dict):
-            items = [items]
-        pred = torch.stack([i["pred"] for i in items])  # type: ignore[index]
-        label = torch.stack([i["label"] for i in items])  # type: ignore[index]
+        output: Any = engine.state.output
+        items = [output] if isinstance(output, dict) else list(output)
+        pred = torch.stack([i["pred"] for i in items])
+        label = torch.stack([i["label"] for i in items])
         self.metric(y_pred=pred, y=label)
 
     def result(self) -> dict:

@@ -8,7 +8,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from ignite.engine import Engine, Events
@@ -46,6 +46,8 @@ class StagedEarlyStopping:
         trainer: the :class:`SemiSupervisedTrainer`; may be set later with ``set_trainer``
             (bundle configs do so to avoid a circular reference).
         min_delta: smallest improvement that counts.
+        mode: ``max`` when a higher key metric is better (IoU), ``min`` when lower is (NRMSE).
+            Stages without the translation always minimise their validation loss.
     """
 
     def __init__(
@@ -54,15 +56,20 @@ class StagedEarlyStopping:
         ckpt_path: str | Path | None = None,
         trainer: Any = None,
         min_delta: float = 0.0,
+        mode: Literal["max", "min"] = "max",
     ) -> None:
         if int(patience) < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        # Scores are maximised internally; a lower-is-better metric enters with its sign flipped.
+        self.sign = 1.0 if mode == "max" else -1.0
         self.patience = int(patience)
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.min_delta = float(min_delta)
         self.trainer: Any = None
         self._reset()
-        self.best_metric = -math.inf  # of the final stage: what the checkpoint holds
+        self.best_metric = -self.sign * math.inf  # of the final stage: what the checkpoint holds
         self.best_epoch = 0
         if trainer is not None:
             self.set_trainer(trainer)
@@ -87,7 +94,7 @@ class StagedEarlyStopping:
         x, y = trainer.network.names[:2]
         if f"sup_{x}2{y}" in trainer.stage.weights:
             value = evaluator.state.metrics[evaluator.state.key_metric_name]
-            return float(value)
+            return self.sign * float(value)
         return -trainer.stage_loss(evaluator.data_loader)
 
     def __call__(self, evaluator: Engine) -> None:
@@ -103,8 +110,9 @@ class StagedEarlyStopping:
                 {k: v.detach().cpu() for k, v in trainer.network.state_dict().items()}
             )
             if trainer.is_final_stage:
-                self.best_metric, self.best_epoch = score, trainer.state.epoch
-                trainer.state.best_metric, trainer.state.best_metric_epoch = score, trainer.state.epoch
+                metric = self.sign * score  # the key metric itself, not the internal score
+                self.best_metric, self.best_epoch = metric, trainer.state.epoch
+                trainer.state.best_metric, trainer.state.best_metric_epoch = metric, trainer.state.epoch
                 if self.ckpt_path is not None:
                     save_state_dict(self.best_state, self.ckpt_path)
         else:
