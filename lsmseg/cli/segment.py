@@ -1,13 +1,235 @@
-"""``lsmseg segment``: not available yet in this build."""
+"""``lsmseg segment INPUT... --out DIR``: L3 body composition and sarcopenia for a CT cohort.
+
+A thin shell over :func:`lsmseg.segment.segment_cohort`: options are checked here without
+importing torch (so ``--help`` and usage errors answer at once), the work happens in the library,
+and the end is a short table on stdout plus the paths of the full results.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lsmseg.segment import SegmentReport
+
+DEFAULT_VAT_HU = (-150.0, -50.0)  # lsmseg.keys.VAT_HU_DEFAULT, repeated to keep --help import-free
+DEFAULT_CUTOFFS = "prado2008,martin2013,derstine2018"
+
+EPILOG = """\
+outputs (in --out DIR):
+  results.csv, results.json   one row per case: areas (cm2), muscle HU, SMI (cm2/m2), cut-off
+                              verdicts, status and error; results.json adds the provenance
+  cases/<case_id>/            mask.nii.gz, overlay.png, seg.dcm (DICOM input)
+
+patients CSV columns: case_id (or patient_id), height_m, weight_kg, sex, l3_slice
+  Height, weight and sex come from the DICOM header first (PatientSize, PatientWeight,
+  PatientSex), then from the CSV. A multi-slice series needs l3_slice (InstanceNumber).
+
+exit status: 0 all cases measured, 1 some cases failed (the others are written), 2 usage error
+
+examples:
+  lsmseg segment scans/ --out results/ --patients patients.csv
+  lsmseg segment a.dcm b.nii.gz --out results/ --vat-hu -190,-30 --cutoffs martin2013
+  lsmseg segment scans/ --out results/ --resume      # finish an interrupted run
+"""
+
+
+def _hu_range(text: str) -> tuple[float, float]:
+    """``"-150,-50"`` -> (-150.0, -50.0); argparse shows the message as a usage error."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in HU (e.g. -150,-50), got {text!r}") from None
+    if not lo < hi:
+        raise argparse.ArgumentTypeError(f"MIN must be below MAX, got {text!r}")
+    return lo, hi
+
+
+def _cutoff_names(text: str) -> str:
+    """Check cut-off set names early (no torch needed); the error lists the valid names."""
+    from lsmseg.readout.cutoffs import get_cutoff_sets
+
+    try:
+        get_cutoff_sets(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("segment", help="(not available yet)")
+    p = sub.add_parser(
+        "segment",
+        help="measure L3 muscle and fat, SMI and sarcopenia from CT slices (DICOM, NIfTI)",
+        description=(
+            "Segment SAT, VAT and skeletal muscle on axial L3 CT slices with a trained bundle, "
+            "measure areas (cm2, Alberta HU ranges), muscle attenuation and SMI, judge sarcopenia "
+            "by named cut-off sets, and write masks, overlays, DICOM SEG and a results table."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="DICOM files, DICOM folders (searched recursively) or NIfTI files; one case = one L3 slice",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="bundle folder with configs/inference.json and models/model.pt "
+        "(default: lsm_sss in $LSMSEG_BUNDLES or ./bundles)",
+    )
+    p.add_argument("--patients", metavar="CSV", help="patients table: height, weight, sex, L3 slice per case")
+    p.add_argument(
+        "--vat-hu",
+        metavar="MIN,MAX",
+        type=_hu_range,
+        default=DEFAULT_VAT_HU,
+        help="visceral fat HU range (default -150,-50; some tools use -190,-30)",
+    )
+    p.add_argument(
+        "--cutoffs",
+        metavar="NAMES",
+        type=_cutoff_names,
+        default=DEFAULT_CUTOFFS,
+        help=f"comma-separated sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})",
+    )
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs (default auto)"
+    )
+    p.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        help="report the raw predicted compartments (no HU ranges; IMAT not measured)",
+    )
+    p.add_argument("--resume", action="store_true", help="keep the finished cases of an earlier run in DIR")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=8, metavar="N", help="slices per network call (default 8)"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    # SUPPRESS: absent here, the top-level `lsmseg --debug segment ...` value is kept
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+
+
+def _flag(value: Any) -> str:
+    return "?" if value is None or value == "" else ("yes" if value is True or value == "True" else "no")
+
+
+def _number(value: Any, fmt: str) -> str:
+    if value is None or value == "":
+        return "-"
+    try:
+        return f"{float(value):{fmt}}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _flags(row: Mapping[str, Any]) -> str:
+    """Cut-off verdicts in a few words: which sets call the case sarcopenic (or cannot judge)."""
+    sets = [k.removeprefix("sarcopenia_") for k in row if k.startswith("sarcopenia_")]
+    if not sets:
+        return ""
+    low = [s for s in sets if row.get(f"sarcopenia_{s}") is True]
+    unknown = [s for s in sets if row.get(f"sarcopenia_{s}") is None]
+    parts = []
+    if low:
+        parts.append("sarcopenia: " + ", ".join(low))
+    myo = [k.removeprefix("myosteatosis_") for k in row if k.startswith("myosteatosis_") and row[k] is True]
+    if myo:
+        parts.append("myosteatosis: " + ", ".join(myo))
+    if unknown:
+        parts.append("not judged: " + ", ".join(unknown))
+    return "; ".join(parts) or "none"
+
+
+def format_summary(report: SegmentReport) -> str:
+    """The end-of-run text: a table of case_id, muscle cm2, SMI and flags, then the failures and paths."""
+    header = ("case_id", "status", "muscle cm2", "SMI", "flags")
+    lines: list[Sequence[str]] = [header]
+    for row in report.rows:
+        ok = row.get("status") == "ok"
+        lines.append(
+            (
+                str(row.get("case_id")),
+                str(row.get("status")),
+                _number(row.get("muscle_area_cm2"), ".1f") if ok else "-",
+                _number(row.get("smi_cm2_m2"), ".1f") if ok else "-",
+                _flags(row) if ok else "",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    table = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in lines
+    ]
+    out = [line.rstrip() for line in table]
+    failed = [r for r in report.rows if r.get("status") != "ok"]
+    if failed:
+        out.append("")
+        out.append(f"{len(failed)} case(s) failed:")
+        out += [f"  {r.get('case_id')}: {r.get('error')}" for r in failed]
+    total = report.timings_s.get("total", 0.0)
+    done = len(report.processed)
+    speed = f", {total / done:.2f} s/slice" if done else ""
+    out.append("")
+    resumed = f", {len(report.resumed)} kept from the earlier run" if report.resumed else ""
+    out.append(
+        f"{report.n_ok} of {len(report.rows)} cases measured{resumed} with {report.model} on "
+        f"{report.device} in {total:.1f} s{speed}"
+    )
+    out.append(f"results: {report.results_csv}")
+    out.append(f"         {report.results_json}")
+    out.append(f"masks, overlays, DICOM SEG: {report.out_dir / 'cases'}")
+    return "\n".join(out)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("'lsmseg segment' is not available in this build yet")
+    import logging
+
+    from lsmseg.segment import segment_cohort
+
+    if getattr(args, "debug", False):
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("lsmseg").setLevel(logging.DEBUG)
+    try:
+        report = segment_cohort(
+            args.inputs,
+            args.out,
+            bundle_dir=args.bundle,
+            patients_csv=args.patients,
+            vat_hu=args.vat_hu,
+            cutoffs=args.cutoffs,
+            device=args.device,
+            refine=args.refine,
+            resume=args.resume,
+            batch_size=args.batch_size,
+            progress=args.progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nlsmseg segment: interrupted; the finished cases are in {args.out}/results.csv - "
+            "rerun the same command with --resume to finish",
+            file=sys.stderr,
+        )
+        return 130
+    print(format_summary(report))
+    return report.exit_status

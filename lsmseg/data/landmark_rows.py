@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -77,12 +78,8 @@ def read_prepared(folder: str | Path, image_size: int = IMAGE_SIZE) -> tuple[np.
     return images, landmarks
 
 
-def read_landmark_folder(dataset_dir: str | Path, image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """Images and landmarks of a 300-W layout or a prepared folder (detected from its contents).
-
-    Returns:
-        images (N, 3, S, S) float32 in [0, 1]; landmarks (N, 136) float32 in [0, 1], interleaved
-        (x0, y0, x1, y1, ...) as fractions of the square face crop.
+def landmark_layout(dataset_dir: str | Path) -> Literal["prepared", "300w"]:
+    """Which landmark layout a folder holds: ``prepared`` (``images.npy`` + ``landmarks.npy``) or ``300w``.
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -91,13 +88,40 @@ def read_landmark_folder(dataset_dir: str | Path, image_size: int = IMAGE_SIZE) 
     folder = Path(dataset_dir)
     _require_folder(folder)
     if _is_prepared(folder):
-        return read_prepared(folder, image_size)
+        return "prepared"
     if find_300w_pairs(folder):
-        return load_300w(folder, image_size)
+        return "300w"
     raise ValueError(
         f"dataset_dir {folder} holds neither a 300-W layout (01_Indoor/indoor_XXX.png with .pts, "
         f"02_Outdoor/...) nor {' + '.join(PREPARED_FILES)} from data_prep/prepare_300w.py"
     )
+
+
+def check_landmark_dir(dataset_dir: str | Path) -> str:
+    """Bundle check before any work: a missing, empty or unreadable folder ends the run with one line."""
+    from lsmseg.bundle import fail
+
+    try:
+        landmark_layout(dataset_dir)
+    except (OSError, ValueError) as err:
+        fail(str(err))
+    return str(dataset_dir)
+
+
+def read_landmark_folder(dataset_dir: str | Path, image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Images and landmarks of a 300-W layout or a prepared folder (``landmark_layout``).
+
+    Returns:
+        images (N, 3, S, S) float32 in [0, 1]; landmarks (N, 136) float32 in [0, 1], interleaved
+        (x0, y0, x1, y1, ...) as fractions of the square face crop.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: the folder is empty, holds neither layout, or arrays of the wrong shape.
+    """
+    if landmark_layout(dataset_dir) == "prepared":
+        return read_prepared(dataset_dir, image_size)
+    return load_300w(dataset_dir, image_size)
 
 
 def make_landmark_rows(

@@ -172,10 +172,17 @@ def read_mask(path: str | Path, n_classes: int = N_CLASSES) -> np.ndarray:
 def mask_crop_box(mask: np.ndarray) -> CropBox:
     """Square body box of a mask that has no CT: its tissue pixels stand in for the body.
 
-    Same logic as the image crop (:func:`lsmseg.transforms.body_crop_box`, margin included), run
-    on a stand-in HU image: tissue 0 HU, everything else air (-1000 HU).
+    Same square-box logic as the image crop (:func:`lsmseg.transforms.body_crop_box`, margin
+    included), run on a stand-in HU image that is soft tissue (0 HU) over the bounding box of
+    the mask's tissue pixels and air (-1000 HU) elsewhere. The bounding box, not the pixels
+    themselves: tissue rings can be thin or broken, and the body finder would keep only their
+    largest piece.
     """
-    stand_in_hu = np.where(np.asarray(mask) != Tissue.BACKGROUND, 0.0, -1000.0)
+    tissue = np.asarray(mask) != Tissue.BACKGROUND
+    stand_in_hu = np.full(tissue.shape, -1000.0, np.float32)
+    if tissue.any():
+        rows, cols = np.flatnonzero(tissue.any(axis=1)), np.flatnonzero(tissue.any(axis=0))
+        stand_in_hu[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = 0.0
     return body_crop_box(stand_in_hu)
 
 

@@ -5,29 +5,21 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from ignite.engine import Engine, Events
 
+from lsmseg.io.atomic import atomic_write
+
 logger = logging.getLogger(__name__)
 
 
 def save_state_dict(state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Write a state dict atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class StagedEarlyStopping:
@@ -89,10 +81,14 @@ class StagedEarlyStopping:
     def attach(self, evaluator: Engine) -> None:
         evaluator.add_event_handler(Events.COMPLETED, self)
 
+    def _scores_metric(self) -> bool:
+        """Whether the current stage is scored by the key metric (it trains the main translation)."""
+        x, y = self.trainer.network.names[:2]
+        return f"sup_{x}2{y}" in self.trainer.stage.weights
+
     def _score(self, evaluator: Engine) -> float:
         trainer = self.trainer
-        x, y = trainer.network.names[:2]
-        if f"sup_{x}2{y}" in trainer.stage.weights:
+        if self._scores_metric():
             value = evaluator.state.metrics[evaluator.state.key_metric_name]
             return self.sign * float(value)
         return -trainer.stage_loss(evaluator.data_loader)
@@ -120,9 +116,11 @@ class StagedEarlyStopping:
         budget_spent = trainer.state.epoch - trainer.stage_start_epoch >= trainer.stage_epochs
         if self.wait >= self.patience or budget_spent:
             self._restore()
+            # Report what was scored: the key metric itself (sign undone), or minus the stage loss.
+            shown = self.sign * self.best_score if self._scores_metric() else self.best_score
             logger.info(
                 f"stage {trainer.stage.name} ends at epoch {trainer.state.epoch} "
-                f"(best {self.best_score:.4f}, {'budget' if budget_spent else 'patience'})"
+                f"(best {shown:.4f}, {'budget' if budget_spent else 'patience'})"
             )
             if trainer.next_stage():
                 self._reset()

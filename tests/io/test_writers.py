@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lsmseg.io.atomic import _UMASK
 from lsmseg.io.ctslice import CTSlice, DicomRef
 from lsmseg.io.writers import (
-    _UMASK,
     RESULT_COLUMNS_HEAD,
     atomic_write,
     write_dicom_seg,
