@@ -84,7 +84,10 @@ def find_bundle(bundle_dir: str | os.PathLike[str] | None = None) -> Path:
     candidates = []
     if os.environ.get("LSMSEG_BUNDLES"):
         candidates.append(Path(os.environ["LSMSEG_BUNDLES"]) / DEFAULT_BUNDLE)
-    candidates += [Path.cwd() / "bundles" / DEFAULT_BUNDLE, Path(__file__).resolve().parents[1] / "bundles" / DEFAULT_BUNDLE]
+    candidates += [
+        Path.cwd() / "bundles" / DEFAULT_BUNDLE,
+        Path(__file__).resolve().parents[1] / "bundles" / DEFAULT_BUNDLE,
+    ]
     for c in candidates:
         if (c / "configs" / "inference.json").is_file():
             return c
@@ -219,7 +222,11 @@ def _unwrap_state_dict(obj: Any) -> Mapping[str, Any]:
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict", "network"):
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and not any(isinstance(v, Mapping) for v in inner.values()):
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and not any(isinstance(v, Mapping) for v in inner.values())
+            ):
                 return inner
         return obj
     raise SegmentError(f"models/model.pt holds a {type(obj).__name__}, not a state dict of weights")
@@ -263,7 +270,10 @@ def load_bundle(bundle_dir: str | os.PathLike[str] | None = None, device: str = 
         lo, hi = (float(v) for v in parser.get_parsed_content("hu_range"))
         default_names = [TISSUE_NAMES[t.value] for t in Tissue]
         class_names = tuple(
-            str(c).lower() for c in (parser.get_parsed_content("class_names") if parser.get("class_names") else default_names)
+            str(c).lower()
+            for c in (
+                parser.get_parsed_content("class_names") if parser.get("class_names") else default_names
+            )
         )
     except SegmentError:
         raise
@@ -280,18 +290,28 @@ def load_bundle(bundle_dir: str | os.PathLike[str] | None = None, device: str = 
     except SegmentError as err:
         raise SegmentError(f"bundle {bundle}: {err}") from err
     except Exception as err:
-        raise SegmentError(f"bundle {bundle}: models/model.pt cannot be read ({err}): {_train_hint(bundle)}") from err
-    result = network.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        detail = []
-        if result.missing_keys:
-            detail.append(f"{len(result.missing_keys)} missing, e.g. {result.missing_keys[0]}")
-        if result.unexpected_keys:
-            detail.append(f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[0]}")
+        raise SegmentError(
+            f"bundle {bundle}: models/model.pt cannot be read ({err}): {_train_hint(bundle)}"
+        ) from err
+    own = network.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    if missing or unexpected or reshaped:
+        detail = [
+            f"{len(keys)} {what}, e.g. {keys[0]}"
+            for keys, what in (
+                (missing, "missing"),
+                (unexpected, "unexpected"),
+                (reshaped, "of another shape"),
+            )
+            if keys
+        ]
         raise SegmentError(
             f"bundle {bundle}: models/model.pt does not fit the network of configs/inference.json "
-            f"({'; '.join(detail)}): were the weights trained with other settings (ngf, image_size)?"
+            f"(weights {'; '.join(detail)}): were they trained with other settings (ngf, image_size)?"
         )
+    network.load_state_dict(state)
     network.to(torch_device).eval()
 
     metadata: dict[str, Any] = {}
@@ -347,7 +367,12 @@ class PatientRecord:
 
     def as_dict(self) -> dict[str, Any]:
         """The values the run used, for provenance."""
-        return {"height_m": self.height_m, "weight_kg": self.weight_kg, "sex": self.sex, "l3_slice": self.l3_slice}
+        return {
+            "height_m": self.height_m,
+            "weight_kg": self.weight_kg,
+            "sex": self.sex,
+            "l3_slice": self.l3_slice,
+        }
 
 
 class PatientTable:
@@ -552,7 +577,9 @@ def _patient_values(ct: CTSlice, record: PatientRecord | None) -> tuple[dict[str
     if dicom_height is not None:
         height, source = dicom_height, HeightSource.DICOM
         if csv_height is not None and abs(csv_height - dicom_height) > 0.02:
-            notes.append(f"height {dicom_height:g} m from DICOM PatientSize, patients CSV says {csv_height:g} m")
+            notes.append(
+                f"height {dicom_height:g} m from DICOM PatientSize, patients CSV says {csv_height:g} m"
+            )
     elif csv_height is not None:
         height, source = csv_height, HeightSource.CSV
     else:
@@ -696,6 +723,24 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+def _predict(model: SegmentationModel, prepared: Sequence[_Prepared]) -> list[np.ndarray | Exception]:
+    """One network call for the batch; should it fail (e.g. out of GPU memory), one call per case,
+    so only the cases that cannot be run fail."""
+    try:
+        return list(model.predict(np.stack([p.image for p in prepared])))  # (B, C, S, S)
+    except Exception as err:
+        if len(prepared) == 1:
+            return [err]
+        logger.debug("batch of %d failed in the network; retrying case by case", len(prepared), exc_info=err)
+    outputs: list[np.ndarray | Exception] = []
+    for p in prepared:
+        try:
+            outputs.append(model.predict(p.image[None])[0])
+        except Exception as err:
+            outputs.append(err)
+    return outputs
+
+
 def _provenance(
     model: SegmentationModel,
     cutoff_sets: Sequence[CutoffSet],
@@ -727,7 +772,9 @@ def _provenance(
     }
 
 
-def _previous_run(out_dir: Path, provenance: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], Mapping[str, Any]]:
+def _previous_run(
+    out_dir: Path, provenance: Mapping[str, Any]
+) -> tuple[dict[str, dict[str, Any]], Mapping[str, Any]]:
     """Rows and case inputs of an earlier run in ``out_dir`` (for resume), checked for the same settings."""
     path = out_dir / RESULTS_JSON
     if not path.is_file():
@@ -738,7 +785,11 @@ def _previous_run(out_dir: Path, provenance: Mapping[str, Any]) -> tuple[dict[st
         rows = {str(r["case_id"]): r for r in document["cases"]}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SegmentError(f"--resume: {path} cannot be read ({err}): remove it or drop --resume") from err
-    changed = [k for k in _RESUME_KEYS if json.dumps(old.get(k), sort_keys=True) != json.dumps(provenance.get(k), sort_keys=True)]
+    changed = [
+        k
+        for k in _RESUME_KEYS
+        if json.dumps(old.get(k), sort_keys=True) != json.dumps(provenance.get(k), sort_keys=True)
+    ]
     if changed:
         raise SegmentError(
             f"--resume: {path} was made with other settings ({', '.join(changed)} differ): "
@@ -820,7 +871,7 @@ def segment_cohort(
     from lsmseg.io import discover_cases
 
     t0 = time.perf_counter()
-    cases = discover_cases(list(inputs))
+    cases = discover_cases([Path(p) for p in inputs])
     timer.add("ingest", time.perf_counter() - t0)
     if not cases:
         raise SegmentError(
@@ -834,9 +885,12 @@ def segment_cohort(
 
     records = {c.case_id: patients.lookup(c) if patients else None for c in cases}
     case_inputs = {
-        c.case_id: {"source": c.source, "patients_csv": r.as_dict() if r else None} for c, r in ((c, records[c.case_id]) for c in cases)
+        c.case_id: {"source": c.source, "patients_csv": r.as_dict() if r else None}
+        for c, r in ((c, records[c.case_id]) for c in cases)
     }
-    provenance = _provenance(model, cutoff_sets, vat, refine, patients.path if patients else None, case_inputs)
+    provenance = _provenance(
+        model, cutoff_sets, vat, refine, patients.path if patients else None, case_inputs
+    )
     out.mkdir(parents=True, exist_ok=True)
 
     rows: dict[str, dict[str, Any]] = {}
@@ -891,16 +945,19 @@ def segment_cohort(
                     bar.update(1)
             if prepared:
                 t = time.perf_counter()
-                probs = model.predict(np.stack([p.image for p in prepared]))  # (B, C, S, S)
-                network_s = time.perf_counter() - t
-                timer.add("network", network_s)
-                for p, case_probs in zip(prepared, probs, strict=True):
+                outputs = _predict(model, prepared)  # (C, S, S) probabilities or the error, per case
+                network_s = (time.perf_counter() - t) / len(prepared)
+                timer.add("network", network_s * len(prepared))
+                for p, output in zip(prepared, outputs, strict=True):
                     t = time.perf_counter()
                     try:
-                        rows[p.case.case_id] = run.finish(p, case_probs, network_s / len(prepared))
+                        if isinstance(output, BaseException):
+                            raise output
+                        rows[p.case.case_id] = run.finish(p, output, network_s)
                     except Exception as err:
-                        seconds = p.seconds + network_s / len(prepared) + time.perf_counter() - t
-                        rows[p.case.case_id] = run.error_row(p.case, err, seconds)
+                        rows[p.case.case_id] = run.error_row(
+                            p.case, err, p.seconds + network_s + time.perf_counter() - t
+                        )
                     report.processed.append(p.case.case_id)
                     bar.update(1)
             write_results()

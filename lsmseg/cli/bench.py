@@ -1,13 +1,133 @@
-"""``lsmseg bench``: not available yet in this build."""
+"""``lsmseg bench``: training-step throughput, FLOPs, peak fraction and inference latency per method.
+
+A thin shell over :func:`lsmseg.bench.run_bench`; options are parsed without importing torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+EPILOG = """\
+what is measured (one CSV row per method):
+  samples_per_s, step_ms   SemiSupervisedTrainer._iteration on a fixed synthetic SIT batch
+                           (median of --steps timed steps after --warmup untimed ones)
+  gflops_per_step          conv / matmul FLOPs of the step as executed, forward + backward
+                           (torch.utils.flop_counter.FlopCounterMode)
+  peak_gflops, peak_fraction   fp32 torch.mm peak measured in the same run, same threads;
+                           achieved GFLOP/s / peak
+  infer_ms_per_slice       network(x) -> y logits at batch 1 under inference_mode
+                           (infer_ms_per_slice_batched: per slice at --batch-size)
+IODA is measured in its fine-tune stage (--all-stages adds its pre-training stages).
+
+examples:
+  lsmseg bench --methods lsm --ngf 16 --image-size 128 --batch-size 16 --out bench.csv
+  lsmseg bench --ngf 32 --out bench.csv --append --profile profiles/
+  lsmseg bench --device cuda --ngf 64 --amp --channels-last --out bench_gpu.csv
+"""
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("bench", help="(not available yet)")
+    p = sub.add_parser(
+        "bench",
+        help="measure training-step throughput, FLOPs and inference latency of each method",
+        description="Benchmark the training step of basic, SOP, IODA and LSM on synthetic SIT batches.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default cpu)")
+    p.add_argument(
+        "--methods",
+        type=_csv_list,
+        default=["basic", "sop", "ioda", "lsm"],
+        metavar="M,...",
+        help="(default basic,sop,ioda,lsm)",
+    )
+    p.add_argument("--ngf", type=_positive_int, default=64, help="generator width (default 64)")
+    p.add_argument("--ndf", type=_positive_int, default=64, help="latent critic width (default 64)")
+    p.add_argument("--image-size", type=_positive_int, default=128, metavar="S", help="pixels (default 128)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="(default 16)")
+    p.add_argument("--steps", type=_positive_int, default=10, metavar="K", help="timed steps (default 10)")
+    p.add_argument(
+        "--warmup", type=_non_negative_int, default=3, metavar="W", help="untimed steps (default 3)"
+    )
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights (also on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generators")
+    p.add_argument("--threads", type=_positive_int, metavar="T", help="torch threads (default: torch's)")
+    p.add_argument(
+        "--peak-size",
+        type=_positive_int,
+        default=2048,
+        metavar="N",
+        help="side of the fp32 matrices of the matmul peak (default 2048)",
+    )
+    p.add_argument("--all-stages", action="store_true", help="one row per IODA stage")
+    p.add_argument(
+        "--profile", metavar="DIR", help="also write DIR/profile_<method>.txt (top ops, self time)"
+    )
+    p.add_argument("--append", action="store_true", help="keep the rows already in --out")
+    p.add_argument("--out", required=True, metavar="CSV", help="CSV file to write")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("'lsmseg bench' is not available in this build yet")
+    from pathlib import Path
+
+    import torch
+
+    from lsmseg.bench import BenchSettings, check_methods, profile_step, resolve_device, run_bench, write_csv
+
+    check_methods(args.methods)
+    resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = BenchSettings(
+        device=args.device,
+        ngf=args.ngf,
+        ndf=args.ndf,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+    )
+    rows = run_bench(settings, args.methods, all_stages=args.all_stages, log=print, peak_size=args.peak_size)
+    path = write_csv(rows, args.out, append=args.append)
+    print(f"results: {path}")
+    if args.profile:
+        folder = Path(args.profile)
+        folder.mkdir(parents=True, exist_ok=True)
+        for method in args.methods:
+            table = profile_step(settings, method)
+            target = folder / f"profile_{method}_ngf{args.ngf}_{args.image_size}px.txt"
+            target.write_text(table)
+            print(f"profile: {target}")
+    return 0

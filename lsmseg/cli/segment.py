@@ -8,6 +8,7 @@ and the end is a short table on stdout plus the paths of the full results.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 DEFAULT_VAT_HU = (-150.0, -50.0)  # lsmseg.keys.VAT_HU_DEFAULT, repeated to keep --help import-free
 DEFAULT_CUTOFFS = "prado2008,martin2013,derstine2018"
+_NUMBER = r"-?(?:\d+(?:\.\d*)?|\.\d+)"  # a decimal number
 
 EPILOG = """\
 outputs (in --out DIR):
@@ -77,13 +79,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "segment",
         help="measure L3 muscle and fat, SMI and sarcopenia from CT slices (DICOM, NIfTI)",
         description=(
-            "Segment SAT, VAT and skeletal muscle on axial L3 CT slices with a trained bundle, "
-            "measure areas (cm2, Alberta HU ranges), muscle attenuation and SMI, judge sarcopenia "
+            "Segment SAT, VAT and skeletal muscle on axial L3 CT slices with a trained bundle,\n"
+            "measure areas (cm2, Alberta HU ranges), muscle attenuation and SMI, judge sarcopenia\n"
             "by named cut-off sets, and write masks, overlays, DICOM SEG and a results table."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # `--vat-hu -190,-30` must read as a value, not as an unknown option: extend argparse's test
+    # for negative numbers (it has no public hook) to comma-separated pairs of numbers.
+    p._negative_number_matcher = re.compile(rf"^{_NUMBER}(?:,\s*{_NUMBER})?$")
     p.add_argument(
         "inputs",
         nargs="+",
@@ -113,7 +118,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"comma-separated sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})",
     )
     p.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs (default auto)"
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the network runs (default auto)",
     )
     p.add_argument(
         "--no-refine",
@@ -127,7 +135,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     # SUPPRESS: absent here, the top-level `lsmseg --debug segment ...` value is kept
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show full tracebacks, also of failed cases",
+    )
 
 
 def _flag(value: Any) -> str:

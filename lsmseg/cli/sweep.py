@@ -1,13 +1,154 @@
-"""``lsmseg sweep``: not available yet in this build."""
+"""``lsmseg sweep``: the paper's comparison, method x proportion x seed, on a bundle.
+
+A thin shell over :func:`lsmseg.sweep.run_sweep`: options are parsed here without importing
+torch, the work happens in the library (one child process per run), and the end is the
+summary table on stdout plus the paths of the results.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
+
+EPILOG = """\
+outputs (in --out DIR):
+  results.csv    method, proportion, seed, metric, best_epoch, seconds (+ metric_name,
+                 valid_metric, epochs, threads, load_1m); rewritten after each run
+  sweep.png      test metric vs proportion (log x), mean and min-max band per method
+  summary.md     mean +- std (min-max) per method x proportion
+  runs/<method>_p<p>_s<seed>/   run.log, commands.sh (the equivalent monai.bundle commands),
+                 ckpt/{model.pt,best.json}, output/metrics.json
+
+presets:
+  paper   the bundle's defaults (ngf 64, 128 px, 1000 epochs, patience 100)
+  cpu     ngf 8, ndf 16, batch 16, 15 epochs per stage, patience 5, learning rate 1e-3;
+          SIT bundles at 64 px (all 500 pairs); one single-threaded run per core at a time
+          (the 24-run grid of 4 methods x 3 proportions x 2 seeds fits an hour on 2 cores)
+
+A second invocation with the same --out resumes: finished runs (rows of results.csv) are kept.
+exit status: 0 all runs finished, 1 some failed (the others are written), 2 usage error
+
+examples:
+  lsmseg sweep --bundle bundles/lsm_sit --methods basic,sop,ioda,lsm --proportions 1,0.2,0.05 \\
+      --seeds 2 --preset cpu --out benchmarks/results/sit_sweep
+  lsmseg sweep --bundle bundles/lsm_sit --methods lsm,lsm0000 --proportions 1,0.6,0.2,0.05,0.03,0.01 \\
+      --seeds 3 --out sweeps/sit_paper                 # the paper's budget (GPU)
+"""
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _proportions(text: str) -> list[float]:
+    values = []
+    for item in _csv_list(text):
+        try:
+            p = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"proportion {item!r} is not a number") from None
+        if not 0.0 < p <= 1.0:
+            raise argparse.ArgumentTypeError(f"proportion {item!r} is not in (0, 1] (1 = all pairs)")
+        values.append(p)
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("sweep", help="(not available yet)")
+    p = sub.add_parser(
+        "sweep",
+        help="train and test a bundle for each method x proportion x seed (the paper's comparison)",
+        description=(
+            "Train a bundle (configs/train.json) and test it (train.json + evaluate.json) for each "
+            "method, paired proportion and seed; write results.csv and a plot of the test metric "
+            "against the proportion."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder, e.g. bundles/lsm_sit")
+    p.add_argument(
+        "--methods", required=True, type=_csv_list, metavar="M,...", help="basic, sop, ioda, lsm, lsmABCD"
+    )
+    p.add_argument(
+        "--proportions", required=True, type=_proportions, metavar="P,...", help="paired fractions in (0, 1]"
+    )
+    p.add_argument("--seeds", required=True, type=_positive_int, metavar="N", help="seeds 0 .. N-1")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed when it exists)")
+    p.add_argument("--preset", choices=("paper", "cpu"), default="paper", help="(default paper)")
+    p.add_argument("--max-epochs", type=_positive_int, metavar="E", help="epoch budget of each stage")
+    p.add_argument("--patience", type=_positive_int, metavar="P", help="validations without improvement")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other bundle override (VALUE read as JSON when it parses), e.g. --set adversarial=bce",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="J",
+        help="runs at a time (default: one per CPU core with --preset cpu, else 1)",
+    )
+    p.add_argument(
+        "--threads", type=_positive_int, metavar="T", help="torch threads per run (default: CPUs / jobs)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("'lsmseg sweep' is not available in this build yet")
+    from lsmseg.sweep import run_sweep
+
+    overrides = dict(args.overrides)
+    if args.max_epochs is not None:
+        overrides["max_epochs"] = args.max_epochs
+    if args.patience is not None:
+        overrides["patience"] = args.patience
+    report = run_sweep(
+        args.bundle,
+        args.methods,
+        args.proportions,
+        list(range(args.seeds)),
+        args.out,
+        preset=args.preset,
+        overrides=overrides,
+        jobs=args.jobs,
+        threads=args.threads,
+    )
+    if report.rows:
+        from lsmseg.sweep import markdown_table
+
+        print()
+        print(markdown_table(report.rows, args.methods))
+    print(f"{len(report.ran) - len(report.failed)} run(s) done in {report.seconds / 60:.1f} min")
+    print(f"results: {report.results_csv}")
+    if report.plot_png:
+        print(f"plot:    {report.plot_png}")
+    for spec, log in report.failed:
+        print(f"failed:  {spec.name} (log: {log})")
+    return 1 if report.failed else 0

@@ -50,7 +50,9 @@ def _require_folder(folder: Path) -> None:
             f"dataset_dir {folder} does not exist (omit --dataset_dir to use the embedded synthetic faces)"
         )
     if not any(folder.iterdir()):
-        raise ValueError(f"dataset_dir {folder} is empty (omit --dataset_dir to use the embedded synthetic faces)")
+        raise ValueError(
+            f"dataset_dir {folder} is empty (omit --dataset_dir to use the embedded synthetic faces)"
+        )
 
 
 def read_prepared(folder: str | Path, image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +110,9 @@ def check_landmark_dir(dataset_dir: str | Path) -> str:
     return str(dataset_dir)
 
 
-def read_landmark_folder(dataset_dir: str | Path, image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def read_landmark_folder(
+    dataset_dir: str | Path, image_size: int = IMAGE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Images and landmarks of a 300-W layout or a prepared folder (``landmark_layout``).
 
     Returns:
@@ -262,7 +266,12 @@ def face_inputs(folder: str | Path, image_size: int = IMAGE_SIZE) -> list[dict]:
         return rows
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES):
         image = imread(path)
-        add(path.stem, _resize_rgb(image, image_size), (0.0, 0.0), (float(image.shape[1]), float(image.shape[0])))
+        add(
+            path.stem,
+            _resize_rgb(image, image_size),
+            (0.0, 0.0),
+            (float(image.shape[1]), float(image.shape[0])),
+        )
     if not rows:
         raise ValueError(
             f"no faces in {folder}: expected .png/.jpg face crops, a 300-W layout (01_Indoor/...) "

@@ -2,6 +2,18 @@
 
 from lsmseg.engines.evaluation import IoUReport, write_json
 from lsmseg.engines.handlers import StagedEarlyStopping, save_state_dict
+from lsmseg.engines.landmarks import NrmseHandler, NrmseReport, PrepareDomainBatch, PtsWriter, lower_is_better
 from lsmseg.engines.trainer import SemiSupervisedTrainer
 
-__all__ = ["IoUReport", "SemiSupervisedTrainer", "StagedEarlyStopping", "save_state_dict", "write_json"]
+__all__ = [
+    "IoUReport",
+    "NrmseHandler",
+    "NrmseReport",
+    "PrepareDomainBatch",
+    "PtsWriter",
+    "SemiSupervisedTrainer",
+    "StagedEarlyStopping",
+    "lower_is_better",
+    "save_state_dict",
+    "write_json",
+]

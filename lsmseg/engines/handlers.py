@@ -86,7 +86,8 @@ class StagedEarlyStopping:
         x, y = self.trainer.network.names[:2]
         return f"sup_{x}2{y}" in self.trainer.stage.weights
 
-    def _score(self, evaluator: Engine) -> float:
+    def _score(self, evaluator: Any) -> float:
+        """Score of the current stage; ``evaluator`` is a MONAI evaluator (key metric, data_loader)."""
         trainer = self.trainer
         if self._scores_metric():
             value = evaluator.state.metrics[evaluator.state.key_metric_name]

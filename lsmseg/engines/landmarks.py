@@ -1,7 +1,7 @@
 """Evaluation pieces of the landmark experiment (300-W): NRMSE metric, report, batches, .pts writer.
 
 NRMSE is lower-is-better: the validator that uses ``NrmseHandler`` as its key metric takes
-``metric_cmp_fn = lambda current, best: current < best`` and ``StagedEarlyStopping(mode="min")``.
+``metric_cmp_fn=lower_is_better`` and ``StagedEarlyStopping(mode="min")``.
 Landmarks travel as (B, 136) floats in [0, 1] (interleaved x, y of the square face crop); the
 network outputs logits, so the evaluator's postprocessing applies the sigmoid
 (``Activationsd(keys="pred", sigmoid=True)``) before any of these read ``pred``.
@@ -46,9 +46,13 @@ class NrmseMetric(CumulativeIterationMetric):
 
     def __init__(self, convention: Convention = "standard") -> None:
         super().__init__()
+        if convention not in ("standard", "reference"):
+            raise ValueError(f"NRMSE convention must be 'standard' or 'reference', got {convention!r}")
         self.convention: Convention = convention
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+    def _compute_tensor(
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any
+    ) -> torch.Tensor:
         if y is None:
             raise ValueError("NRMSE needs the ground-truth landmarks (y)")
         pred = y_pred.float().reshape(y_pred.shape[0], -1)  # (B, 136)
@@ -109,11 +113,9 @@ class NrmseReport:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _update(self, engine: Engine) -> None:
-        items = engine.state.output
-        if isinstance(items, dict):
-            items = [items]
-        pred = torch.stack([i[Keys.PRED] for i in items])  # type: ignore[index]  # (B, 136)
-        label = torch.stack([i[Keys.LABEL] for i in items])  # type: ignore[index]
+        items = _items(engine.state.output)
+        pred = torch.stack([torch.as_tensor(i[Keys.PRED]) for i in items])  # (B, 136)
+        label = torch.stack([torch.as_tensor(i[Keys.LABEL]) for i in items])
         self.metric(y_pred=pred, y=label)
 
     def result(self) -> dict:
@@ -167,7 +169,7 @@ class PtsWriter:
 
     def __call__(self, engine: Engine) -> None:
         batch, output = engine.state.batch, engine.state.output
-        if isinstance(batch, dict) or isinstance(output, dict):
+        if isinstance(batch, Mapping) or isinstance(output, Mapping):
             raise RuntimeError("PtsWriter needs a decollating evaluator (decollate=True)")
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for row, item in zip(_items(batch), _items(output), strict=True):
@@ -178,6 +180,9 @@ class PtsWriter:
 
 
 def _items(data: Any) -> Sequence[Mapping[str, Any]]:
+    """An engine's batch or output as a list of per-item dicts (one dict is one item)."""
+    if isinstance(data, Mapping):
+        return [data]
     if not isinstance(data, (list, tuple)):
         raise RuntimeError(f"expected decollated items, got {type(data).__name__}")
     return data

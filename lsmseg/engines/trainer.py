@@ -1,14 +1,17 @@
 """The semi-supervised training engine: one forward, a critic update, a generator update.
 
-``SemiSupervisedTrainer._iteration`` reads like the paper (STYLE.md 4): encode, map, decode
-(one forward of exactly what the active terms need), masked loss terms, critic update on
-detached codes, generator update. Early stopping, stage changes and checkpoints are handlers.
+``SemiSupervisedTrainer._iteration`` reads like the paper (STYLE.md 4): one generator forward
+of exactly what the active terms need, critic update on detached outputs, masked loss terms,
+generator update. What the forward computes, what the critics judge and which terms exist is
+the method family's *step* (``Stage.step``): the latent step of LSM and its presets (basic,
+SOP, IODA), Pix2Pix or CycleGAN (``lsmseg.methods.gan``). Early stopping, stage changes and
+checkpoints are handlers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from ignite.engine import Engine, Events
@@ -17,7 +20,18 @@ from monai.engines.utils import IterationEvents
 from monai.engines.workflow import Workflow
 from torch import nn
 
-from lsmseg.methods import Batch, Lambdas, LatentSpaceMapping, Plan, Stage, method_stages
+from lsmseg.methods import (
+    Batch,
+    CycleGANStep,
+    Lambdas,
+    LatentSpaceMapping,
+    Pix2PixStep,
+    Plan,
+    Stage,
+    method_stages,
+)
+from lsmseg.methods.config import ADVERSARIAL_TERMS
+from lsmseg.methods.gan import check_gan_loss
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
@@ -27,22 +41,112 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
+class Step(Protocol):
+    """A method family's training step, as ``SemiSupervisedTrainer._iteration`` runs it.
+
+    ``generators`` is the module the step's one forward runs and ``critics`` the module its
+    critic update trains; the trainer wraps both (DistributedDataParallel, ``torch.compile``)
+    and passes the wrapped modules back in.
+    """
+
+    generators: nn.Module
+    critics: nn.Module
+    betas: tuple[float, float]  # the family's reference Adam betas
+
+    def begin(self, stage: Stage) -> None:
+        """Prepare for a stage's terms (the latent step derives its forward plan)."""
+        ...
+
+    def forward(self, generators: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        """The one generator forward of a step: named outputs."""
+        ...
+
+    def critic_loss(
+        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
+    ) -> torch.Tensor:
+        """Critic objective on detached generator outputs (scalar)."""
+        ...
+
+    def generator_terms(
+        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted, row-masked loss terms of the generators (scalars)."""
+        ...
+
+
+class LatentStep:
+    """LSM's step (and basic, SOP, IODA): the stage's plan through the generators, latent critics."""
+
+    betas = (0.9, 0.999)  # the LSM reference
+
+    def __init__(self, network: LatentSpaceMapping) -> None:
+        self.network = network
+        self.generators: nn.Module = network.generators
+        self.critics: nn.Module = network.critics
+        self.plan = Plan()
+
+    def begin(self, stage: Stage) -> None:
+        """Compute only the encodings, links and decodings the stage's terms read."""
+        self.plan = Plan.for_terms(stage.weights, self.network.names)
+
+    def forward(self, generators: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        """Encode, map, decode: ``l_d``, ``h_a2b``, ``rec_d``, ``tr_a2b`` (see ``Generators``)."""
+        return generators(batch.inputs, self.plan)
+
+    def critic_loss(
+        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
+    ) -> torch.Tensor:
+        """Latent critics: real l_b -> 1, mapped h_ab(l_a) -> 0 on unpaired rows, codes detached."""
+        return self.network.critic_loss(critics, out, batch, terms)
+
+    def generator_terms(
+        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
+    ) -> dict[str, torch.Tensor]:
+        """L_rec, L_sup, L_lat, L_adv as switched on by the stage."""
+        return self.network.generator_terms(out, batch, terms, critics)
+
+
+def make_step(
+    kind: str, network: LatentSpaceMapping, ndf: int = 64, n_layers: int = 3, gan_loss: str | None = None
+) -> Step:
+    """The step of a method family (``Stage.step``); ``ndf``, ``n_layers``, ``gan_loss`` configure
+    the image-space critics of Pix2Pix (default ``bce``) and CycleGAN (default ``lsgan``)."""
+    if kind == "pix2pix":
+        return Pix2PixStep(network, ndf, n_layers, check_gan_loss(gan_loss or "bce"))
+    if kind == "cyclegan":
+        return CycleGANStep(network, ndf, n_layers, check_gan_loss(gan_loss or "lsgan"))
+    return LatentStep(network)
+
+
 class SemiSupervisedTrainer(Trainer):
     """Trains a :class:`LatentSpaceMapping` on rows that are paired, x-only or y-only.
 
     Args:
-        device: where the step runs.
+        device: where the step runs. On CUDA the trainer sets ``torch.backends.cudnn.benchmark``
+            (process-wide): every step has the same shapes, so cuDNN's search for the fastest
+            convolution algorithms runs once and pays off on every later step.
         max_epochs: epoch budget of each stage (IODA has three stages, the others one).
-        train_data_loader: yields dicts with every domain's values and ``mode`` (or ``present``).
-        network: the LSM module (all encoders, decoders, links and critics).
-        method: ``basic``, ``sop``, ``ioda``, ``lsm`` or an ablation ``lsmABCD``.
+        train_data_loader: yields dicts with every domain's values and ``mode`` (or ``present``);
+            give it ``pin_memory=True`` on CUDA so the non-blocking copies overlap the step.
+        network: the LSM module (all encoders, decoders, links and latent critics). Its state
+            dict is what checkpoints hold; Pix2Pix's and CycleGAN's image-space critics belong
+            to the step (``trainer.step.critics``) and are not part of it.
+        method: ``basic``, ``sop``, ``ioda``, ``lsm``, an ablation ``lsmABCD``, ``pix2pix`` or
+            ``cyclegan``.
         lambdas: loss weights, see :class:`lsmseg.methods.Lambdas`.
         learning_rate: Adam learning rate of generators and critics (paper: 1e-4).
-        betas: Adam betas (paper: 0.9, 0.999).
-        amp: mixed precision (bf16 where supported, fp16 with loss scaling otherwise).
-        channels_last: NHWC memory format for image tensors and convolution weights (GPU).
+        betas: Adam betas; None takes the method's reference: (0.9, 0.999) for LSM and its
+            presets, (0.5, 0.999) for Pix2Pix and CycleGAN.
+        amp: mixed precision: bf16 where supported (CPUs, Ampere and later GPUs), else fp16 with
+            one loss scaler shared by the critic and generator optimisers.
+        channels_last: NHWC memory format for 4-D inputs and convolution weights (tensor-core
+            GPUs; bundles turn it on for CUDA).
         distributed: wrap generators and critics in their own DistributedDataParallel.
-        compile: ``torch.compile`` the generators and critics.
+        compile: ``torch.compile`` the step's generators and critics.
+        gan_loss: image-space GAN loss of Pix2Pix / CycleGAN, ``bce`` or ``lsgan``; None takes
+            each reference (``bce`` for Pix2Pix, ``lsgan`` for CycleGAN).
+        image_ndf, image_critic_layers: width and layers of the image-space PatchGANs
+            (references: 64, 3).
         handlers: ignite / MONAI handlers to attach.
     """
 
@@ -55,13 +159,16 @@ class SemiSupervisedTrainer(Trainer):
         method: str = "lsm",
         lambdas: Mapping[str, float] | None = None,
         learning_rate: float = 1e-4,
-        betas: Sequence[float] = (0.9, 0.999),
+        betas: Sequence[float] | None = None,
         epoch_length: int | None = None,
         non_blocking: bool = True,
         amp: bool = False,
         channels_last: bool = False,
         distributed: bool = False,
         compile: bool = False,
+        gan_loss: str | None = None,
+        image_ndf: int = 64,
+        image_critic_layers: int = 3,
         handlers: Sequence | None = None,
     ) -> None:
         if int(max_epochs) < 1:
@@ -70,8 +177,9 @@ class SemiSupervisedTrainer(Trainer):
             method, network.names, Lambdas.from_dict(dict(lambdas or {}))
         )
         self.stage_epochs = int(max_epochs)
+        device = torch.device(device)
         super().__init__(
-            device=torch.device(device),
+            device=device,
             max_epochs=self.stage_epochs * len(self.stages),
             data_loader=train_data_loader,
             epoch_length=epoch_length,
@@ -81,24 +189,19 @@ class SemiSupervisedTrainer(Trainer):
         )
         self.method = method
         self.network = network
+        # Every stage of a method shares its family's step (IODA's three are all latent).
+        self.step: Step = make_step(self.stages[0].step, network, image_ndf, image_critic_layers, gan_loss)
         self.learning_rate = float(learning_rate)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.channels_last = channels_last and torch.device(device).type == "cuda"
-        self.amp_dtype = amp_dtype(torch.device(device))
-        network.to(self.state.device)
-        if self.channels_last:
-            network.to(memory_format=torch.channels_last)
-        self.generators: nn.Module = network.generators
-        self.critics: nn.Module = network.critics
-        if distributed:
-            ids = [self.state.device] if self.state.device.type == "cuda" else None
-            # Terms switched off (basic, IODA stages) leave modules unused in the forward.
-            self.generators = nn.parallel.DistributedDataParallel(
-                network.generators, device_ids=ids, find_unused_parameters=True
-            )
-            self.critics = nn.parallel.DistributedDataParallel(network.critics, device_ids=ids)
-        if compile:
-            self.generators = torch.compile(self.generators)  # type: ignore[assignment]
+        self.betas = (float(betas[0]), float(betas[1])) if betas is not None else self.step.betas
+        self.channels_last = channels_last
+        self.amp_dtype = amp_dtype(device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # same shapes every step: autotune convs once
+        for module in (network, self.step.critics):
+            module.to(device)
+            if channels_last:
+                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.generators, self.critics, self.frozen_critics = self._wrap(distributed, compile)
         self.stage_index = 0
         self.stage_start_epoch = 0
         self.stage_controller: Any = None  # set by StagedEarlyStopping when attached
@@ -109,6 +212,29 @@ class SemiSupervisedTrainer(Trainer):
         if handlers:
             for h in handlers:
                 h.attach(self)
+
+    def _wrap(self, distributed: bool, compile: bool) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(generators, critics for the critic update, critics for the generator update).
+
+        Generators and critics each get their own DistributedDataParallel: they are updated by
+        separate backwards. The generator update scores fakes with the bare critics, whose
+        weights are frozen then: DDP must not wait for gradients it will never see.
+        """
+        generators, critics = self.step.generators, self.step.critics
+        frozen = critics
+        if distributed:
+            ids = [self.state.device] if self.state.device.type == "cuda" else None
+            # Terms switched off (basic, IODA stages, Pix2Pix's unused y -> x) leave modules unused.
+            generators = nn.parallel.DistributedDataParallel(
+                generators, device_ids=ids, find_unused_parameters=True
+            )
+            critics = nn.parallel.DistributedDataParallel(critics, device_ids=ids)
+        if compile:
+            generators = torch.compile(generators)  # type: ignore[assignment]
+            frozen = torch.compile(frozen)  # type: ignore[assignment]
+            # Without DDP both critic roles are the same module: one compiled wrapper serves both.
+            critics = frozen if critics is self.step.critics else torch.compile(critics)  # type: ignore[assignment]
+        return generators, critics, frozen
 
     # --- stages -------------------------------------------------------------------------------
     @property
@@ -122,16 +248,16 @@ class SemiSupervisedTrainer(Trainer):
     def _begin_stage(self, index: int) -> None:
         """Each stage gets its own optimisers (IODA: one per stage), built fresh."""
         self.stage_index = index
-        self.plan = Plan.for_terms(self.stage.weights, self.network.names)
+        self.step.begin(self.stage)
         params = [p for p in self.network.generators.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=self.learning_rate, betas=self.betas)
         self.critic_optimizer = (
-            torch.optim.Adam(self.network.critics.parameters(), lr=self.learning_rate, betas=self.betas)
+            torch.optim.Adam(self.step.critics.parameters(), lr=self.learning_rate, betas=self.betas)
             if self.stage.adversarial
             else None
         )
 
-    def next_stage(self, engine: Engine | None = None) -> bool:
+    def next_stage(self) -> bool:
         """Move to the next stage; False (and terminate) after the last one."""
         if self.is_final_stage:
             self.terminate()
@@ -160,48 +286,34 @@ class SemiSupervisedTrainer(Trainer):
     def _autocast(self) -> Any:
         return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
-    def compute(
-        self, batch: Batch, with_critic: bool = True
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """Forward + masked terms of the current stage: (unweighted terms, critic loss or None)."""
-        with self._autocast():
-            out = self.generators(batch.inputs, self.plan)
-            critic_loss = None
-            if with_critic and self.critic_optimizer is not None:
-                critic_loss = self.network.critic_loss(self.critics, out, batch, self.stage.weights)
-            terms = self.network.generator_terms(out, batch, self.stage.weights, self.network.critics)
-        return terms, critic_loss
-
     def _iteration(self, engine: Engine, batchdata: dict[str, Any]) -> dict[str, torch.Tensor]:
         batch = self.network.make_batch(self._to_device(batchdata))
-        weights = self.stage.weights
-        critics = self.network.critics
+        step, weights = self.step, self.stage.weights
         with self._autocast():
-            out = self.generators(batch.inputs, self.plan)  # the one forward of the step
-        critic_loss = None
+            out = step.forward(self.generators, batch)  # the one generator forward of the step
+        output: dict[str, torch.Tensor] = {}
         if self.critic_optimizer is not None:
-            # Critic update on detached codes: no second forward through the generators.
+            # Critic update on detached outputs: no second forward through the generators.
             with self._autocast():
-                critic_loss = self.network.critic_loss(self.critics, out, batch, weights)
-            self.critic_optimizer.zero_grad(set_to_none=True)
-            self._backward_step(critic_loss, self.critic_optimizer)
-            critics.requires_grad_(False)  # the generator step must not accumulate critic grads
-        with self._autocast():
-            terms = self.network.generator_terms(out, batch, weights, critics)
-            loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        self._backward_step(loss, self.optimizer)
-        critics.requires_grad_(True)
-        if self.scaler is not None:
-            self.scaler.update()
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        output = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
-        if critic_loss is not None:
+                critic_loss = step.critic_loss(self.critics, out, batch, weights)
+            self._update(critic_loss, self.critic_optimizer)
             output["critic"] = critic_loss.detach()
+        step.critics.requires_grad_(False)  # the generator update must not accumulate critic grads
+        with self._autocast():
+            terms = step.generator_terms(self.frozen_critics, out, batch, weights)
+            loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
+        self._update(loss, self.optimizer)
+        step.critics.requires_grad_(True)
+        if self.scaler is not None:
+            self.scaler.update()  # once per step, after both optimisers (torch.amp docs)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        output.update({"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}})
         self._accumulate(output)
         return output
 
-    def _backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    def _update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward and step; with fp16 through the shared loss scaler (it skips non-finite steps)."""
+        optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
@@ -214,7 +326,9 @@ class SemiSupervisedTrainer(Trainer):
 
         MONAI's ``Trainer.run`` would build a CUDA-only ``torch.cuda.amp.GradScaler``.
         """
-        self.scaler = _scaler_for(self)
+        fp16 = self.amp and self.amp_dtype == torch.float16
+        # MONAI declares the CUDA-only scaler type; torch.amp's is the device-generic one.
+        self.scaler = torch.amp.GradScaler(self.state.device.type) if fp16 else None  # type: ignore[assignment]
         Workflow.run(self)
 
     # --- epoch losses: summed on the device, read once per epoch (no per-step host sync) ----------
@@ -234,22 +348,17 @@ class SemiSupervisedTrainer(Trainer):
 
     @torch.no_grad()
     def stage_loss(self, loader: Iterable) -> float:
-        """Mean weighted loss of the current stage's terms over a (validation) loader.
+        """Mean weighted loss of the current stage's non-adversarial terms over a (validation) loader.
 
         IODA's pre-training stages stop early on this, as they have no translation to score.
         """
+        weights = {k: w for k, w in self.stage.weights.items() if not k.startswith(ADVERSARIAL_TERMS)}
         total, n = 0.0, 0
         for batchdata in loader:
             batch = self.network.make_batch(self._to_device(batchdata))
-            terms, _ = self.compute(batch, with_critic=False)
-            total += float(
-                sum(self.stage.weights[k] * v for k, v in terms.items() if not k.startswith("adv_"))
-            )
+            with self._autocast():
+                out = self.step.forward(self.generators, batch)
+                terms = self.step.generator_terms(self.frozen_critics, out, batch, weights)
+            total += float(sum(weights[k] * v for k, v in terms.items()))
             n += 1
         return total / max(n, 1)
-
-
-def _scaler_for(trainer: SemiSupervisedTrainer) -> torch.amp.GradScaler | None:
-    if trainer.amp and trainer.amp_dtype == torch.float16:
-        return torch.amp.GradScaler(trainer.state.device.type)
-    return None

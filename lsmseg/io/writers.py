@@ -269,6 +269,20 @@ def _segment_codes() -> dict[Tissue, dict[str, Any]]:
     }
 
 
+# Type 2 attributes (patient and study modules) that highdicom copies from the source image
+# without a fallback.
+_SEG_TYPE2_FROM_SOURCE = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+)
+
+
 def write_dicom_seg(
     mask: np.ndarray,
     ct: CTSlice,
@@ -309,6 +323,11 @@ def write_dicom_seg(
             "(use the NIfTI mask instead)"
         )
     source = ct.dicom.dataset
+    missing = [k for k in _SEG_TYPE2_FROM_SOURCE if k not in source]
+    if missing:  # anonymised images often lack them; Type 2 allows them empty
+        source = source.copy()
+        for keyword in missing:
+            setattr(source, keyword, "")
     labels = ct.to_source_grid(_check_mask(mask, ct))
     rows, columns = int(source.Rows), int(source.Columns)
     if labels.shape != (rows, columns):

@@ -114,7 +114,9 @@ class Pix2PixStep:
 
     min_G max_D  L_cGAN(G, D) + lambda L_sup(G), with
     L_cGAN = E[log D(x, y)] + E[log(1 - D(x, G(x)))] on paired rows, and L_sup the domain's
-    output loss (cross-entropy for masks, L1 for images, MSE for landmarks) against y.
+    output loss (cross-entropy for masks, L1 for images, MSE for landmarks) against y. lambda is
+    ``Lambdas.sup`` (10), the supervised weight of every method here; the reference's 100 weighs
+    an L1 image loss, a different scale from a mask's cross-entropy.
     The generator side uses the non-saturating form BCE(D(x, G(x)), 1); the critic's objective
     is halved, as in the reference, to slow the critic relative to the generator.
 
@@ -135,7 +137,9 @@ class Pix2PixStep:
         self.gan_loss = check_gan_loss(gan_loss)
         self.generators: nn.Module = network.generators
         # The critic judges the pair: source values and target values, stacked on channels.
-        self.critics: nn.Module = ImageCritics({self.y.name: self.x.channels + self.y.channels}, ndf, n_layers)
+        self.critics: nn.Module = ImageCritics(
+            {self.y.name: self.x.channels + self.y.channels}, ndf, n_layers
+        )
         self.link = f"{self.x.name}2{self.y.name}"
         self.plan = Plan.for_terms({f"sup_{self.link}": 1.0}, network.names)  # E_x, h_xy, D_y only
 
@@ -250,23 +254,27 @@ class CycleGANStep:
         """The one generator forward: both translations and both cycles (see CycleGenerators)."""
         return generators({d: batch.inputs[d] for d in (self.x.name, self.y.name)})
 
+    def _judged(self, terms: Mapping[str, float]) -> list[str]:
+        """Domains b with a ``gan_b`` term, i.e. whose critic trains and judges."""
+        return [t[4:] for t in terms if t.startswith("gan_")]
+
     def critic_loss(
         self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
     ) -> torch.Tensor:
         """Sum over judged domains b of 0.5 [GAN(D_b(v_b), 1) + GAN(D_b(fake_b), 0)], fakes detached."""
         size = _plane_size(batch, [self.x, self.y])
+        judged = self._judged(terms)
+        # Fakes then reals, every critic in one call: one DDP forward for the one backward.
+        inputs = {
+            b: as_planes([torch.cat([out[f"fake_{b}"].detach(), batch.inputs[b]])], size) for b in judged
+        }
+        logits = critics(inputs)
         total = torch.zeros((), device=batch.inputs[self.x.name].device)
-        for term in terms:
-            if not term.startswith("gan_"):
-                continue
-            b = term[4:]
-            a = self.other[b].name
-            fake, real = out[f"fake_{b}"].detach(), batch.inputs[b]
-            logits = critics({b: as_planes([torch.cat([fake, real])], size)})[b]  # one call for both
-            n = fake.shape[0]
+        for b in judged:
+            a, n = self.other[b].name, out[f"fake_{b}"].shape[0]
             total = total + 0.5 * (
-                masked_mean(gan_per_row(logits[:n], 0.0, self.gan_loss), batch.present[a])
-                + masked_mean(gan_per_row(logits[n:], 1.0, self.gan_loss), batch.present[b])
+                masked_mean(gan_per_row(logits[b][:n], 0.0, self.gan_loss), batch.present[a])
+                + masked_mean(gan_per_row(logits[b][n:], 1.0, self.gan_loss), batch.present[b])
             )
         return total
 
@@ -275,14 +283,13 @@ class CycleGANStep:
     ) -> dict[str, torch.Tensor]:
         """Unweighted ``gan_b`` (rows with the source a) and ``cyc_a`` (rows with a), scalars."""
         p = batch.present
+        size = _plane_size(batch, [self.x, self.y])
+        logits = critics({b: as_planes([out[f"fake_{b}"]], size) for b in self._judged(terms)})
         losses: dict[str, torch.Tensor] = {}
         for term in terms:
             kind, _, d = term.partition("_")
             if kind == "gan" and d in self.other:
-                a = self.other[d].name
-                size = _plane_size(batch, [self.x, self.y])
-                logits = critics({d: as_planes([out[f"fake_{d}"]], size)})[d]
-                losses[term] = masked_mean(gan_per_row(logits, 1.0, self.gan_loss), p[a])
+                losses[term] = masked_mean(gan_per_row(logits[d], 1.0, self.gan_loss), p[self.other[d].name])
             elif kind == "cyc" and d in self.other:
                 per_row = self.domains[d].loss_per_row(out[f"cyc_{d}"], batch.views[d], p[d])
                 losses[term] = masked_mean(per_row, p[d])

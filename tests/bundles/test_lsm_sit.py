@@ -37,7 +37,9 @@ def _run(cmd: list[str], timeout: int = 300, **env: str) -> subprocess.Completed
         (["inference.json"], "infer"),
     ],
 )
-def test_every_config_has_the_properties_monai_expects(configs: list[str], kind: str, sit_dir: Path) -> None:
+def test_every_config_has_the_properties_monai_expects(
+    configs: list[str], kind: str, sit_dir: Path, tmp_path: Path
+) -> None:
     files = [str(CONFIGS / c) for c in configs]
     # init_id names no expression: properties are checked without starting a process group.
     wf = ConfigWorkflow(
@@ -45,6 +47,8 @@ def test_every_config_has_the_properties_monai_expects(configs: list[str], kind:
         workflow_type=kind,
         init_id="no_initialize",
         dataset_dir=str(sit_dir),
+        output_dir=str(tmp_path / "eval"),
+        ckpt_dir=str(tmp_path / "models"),
         ngf=4,
         ndf=4,
         image_size=64,

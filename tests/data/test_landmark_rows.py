@@ -88,7 +88,7 @@ def test_bad_folders_say_what_is_expected(tmp_path: Path) -> None:
     (tmp_path / "junk" / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="neither a 300-W layout"):
         load_landmark_rows(tmp_path / "junk")
-    with pytest.raises(SystemExit, match="lsmseg: error: dataset_dir .* neither"):
+    with pytest.raises(SystemExit, match=r"lsmseg: error: dataset_dir .* neither"):
         check_landmark_dir(tmp_path / "junk")
     np.save(tmp_path / "junk" / "images.npy", np.zeros((4, 3, 32, 32), np.float32))
     np.save(tmp_path / "junk" / "landmarks.npy", np.zeros((4, 136), np.float32))
@@ -110,7 +110,9 @@ def test_to_pixels_inverts_the_crop() -> None:
     image, points = render_face(np.random.default_rng(7))
     _, landmarks = preprocess_face(image, points)
     x0, y0, side = square_crop_box(points)
-    np.testing.assert_allclose(to_pixels(landmarks, np.array([x0, y0]), np.array([side, side])), points, atol=1e-4)
+    np.testing.assert_allclose(
+        to_pixels(landmarks, np.array([x0, y0]), np.array([side, side])), points, atol=1e-4
+    )
 
 
 def test_face_inputs_place_each_crop_in_its_source_image(w300_dir: Path, tmp_path: Path) -> None:
@@ -118,7 +120,9 @@ def test_face_inputs_place_each_crop_in_its_source_image(w300_dir: Path, tmp_pat
     assert [r["name"] for r in rows][:2] == ["indoor_001", "indoor_002"] and len(rows) == 10
     _, landmarks = read_landmark_folder(w300_dir)
     truth = read_pts(w300_dir / "01_Indoor" / "indoor_001.pts")
-    np.testing.assert_allclose(to_pixels(landmarks[0], rows[0]["origin"], rows[0]["extent"]), truth, atol=1e-3)
+    np.testing.assert_allclose(
+        to_pixels(landmarks[0], rows[0]["origin"], rows[0]["extent"]), truth, atol=1e-3
+    )
 
     crops = tmp_path / "crops"
     crops.mkdir()

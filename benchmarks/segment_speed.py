@@ -1,0 +1,177 @@
+"""Seconds per slice of ``lsmseg segment``, end to end (DICOM in, CSV out), with a stage breakdown.
+
+A synthetic cohort of N phantom DICOM slices (512x512) is segmented once per network setting with
+:func:`lsmseg.segment.segment_cohort`, the model loaded once per run, exactly as the command does.
+The stages come from the run's own clock (``SegmentReport.timings_s``):
+
+    ingest      discovery (header scan) + DICOM read, HU conversion and the quality gate
+    preprocess  body crop, HU window, resize to the network's S x S
+    network     batched forward pass + softmax
+    readout     probabilities back to the native grid (inverse_mask) + areas, HU statistics, SMI
+    writers     mask.nii.gz, overlay.png and seg.dcm per case
+    results     results.csv / results.json (rewritten after every batch)
+
+Weights are untrained (timing does not depend on them; a case whose random mask has no muscle is
+still written, without its DICOM SEG - ``n_ok`` says how many had one). The machine's load
+average is recorded next to the numbers: on a shared machine they are upper bounds.
+
+    python benchmarks/segment_speed.py                       # ngf 64 / 128 px and ngf 8 / 128 px
+    python benchmarks/segment_speed.py --n 20 --settings 8:128 --out /tmp/speed.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("ingest", "preprocess", "network", "readout", "writers", "results")
+COLUMNS = (
+    "date",
+    "ngf",
+    "image_size",
+    "batch_size",
+    "n_slices",
+    "n_ok",
+    "device",
+    "torch_threads",
+    "load_avg_1min",
+    "s_per_slice",
+    *(f"{s}_s_per_slice" for s in STAGES),
+    "load_model_s",
+    "total_s",
+    "torch",
+    "lsmseg",
+    "cpu",
+)
+
+
+def write_bundle(folder: Path, ngf: int, image_size: int) -> Path:
+    """An inference bundle (configs/inference.json, metadata.json, models/model.pt) with random weights."""
+    import torch
+
+    from lsmseg.methods import Domain, LatentSpaceMapping
+
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    (folder / "models").mkdir(exist_ok=True)
+    config = {
+        "image_size": image_size,
+        "hu_range": [-250, 250],
+        "class_names": ["background", "sat", "vat", "muscle"],
+        "network_def": {
+            "_target_": "lsmseg.methods.LatentSpaceMapping",
+            "domains": [
+                {"_target_": "lsmseg.methods.Domain", "name": "image", "kind": "image", "channels": 1},
+                {"_target_": "lsmseg.methods.Domain", "name": "label", "kind": "mask", "channels": 4},
+            ],
+            "ngf": ngf,
+            "ndf": ngf,
+            "image_size": "@image_size",
+        },
+    }
+    (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
+    (folder / "configs" / "metadata.json").write_text(json.dumps({"name": "untrained", "version": "0"}))
+    torch.manual_seed(0)
+    net = LatentSpaceMapping(
+        [Domain("image", "image", 1), Domain("label", "mask", 4)], ngf=ngf, ndf=ngf, image_size=image_size
+    )
+    torch.save(net.state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, work: Path) -> list[dict]:
+    """Segment an n-slice phantom cohort once per (ngf, image_size); one result row each."""
+    import torch
+
+    import lsmseg
+    from lsmseg.data.phantom import write_cohort
+    from lsmseg.segment import segment_cohort
+
+    cohort = work / "cohort"
+    print(f"writing {n} phantom DICOM slices (512x512) ...", flush=True)
+    write_cohort(cohort, n, fmt="dicom", seed=2024)
+    rows = []
+    for ngf, image_size in settings:
+        bundle = write_bundle(work / f"bundle_ngf{ngf}_s{image_size}", ngf, image_size)
+        out = work / f"out_ngf{ngf}_s{image_size}"
+        print(f"segmenting with ngf {ngf}, {image_size} px, batch {batch_size} on {device} ...", flush=True)
+        start = time.perf_counter()
+        report = segment_cohort(
+            [cohort / "images"],
+            out,
+            bundle,
+            patients_csv=cohort / "patients.csv",
+            device=device,
+            batch_size=batch_size,
+            progress=False,
+        )
+        total = time.perf_counter() - start
+        t = report.timings_s
+        with_seg = sum(1 for r in report.rows if r.get("seg_file"))
+        row = {
+            "date": datetime.date.today().isoformat(),
+            "ngf": ngf,
+            "image_size": image_size,
+            "batch_size": batch_size,
+            "n_slices": len(report.rows),
+            "n_ok": with_seg,
+            "device": report.device,
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_1min": round(os.getloadavg()[0], 2),
+            "s_per_slice": round(total / n, 4),
+            **{f"{s}_s_per_slice": round(t.get(s, 0.0) / n, 4) for s in STAGES},
+            "load_model_s": round(t.get("load_model", 0.0), 3),
+            "total_s": round(total, 2),
+            "torch": torch.__version__,
+            "lsmseg": lsmseg.__version__,
+            "cpu": _cpu_name(),
+        }
+        print(
+            "  " + ", ".join(f"{k} {row[k]}" for k in ("s_per_slice", *(f"{s}_s_per_slice" for s in STAGES)))
+        )
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="slices in the cohort (default 100)")
+    parser.add_argument(
+        "--settings",
+        default="64:128,8:128",
+        help="comma-separated NGF:IMAGE_SIZE network settings (default 64:128,8:128; lsm_sss is 64:128)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="slices per network call (default 8)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "segment_speed.csv")
+    args = parser.parse_args()
+    settings = [(int(a), int(b)) for a, b in (s.split(":") for s in args.settings.split(","))]
+    with tempfile.TemporaryDirectory(prefix="lsmseg-segment-speed-") as work:
+        rows = run(args.n, settings, args.batch_size, args.device, Path(work))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

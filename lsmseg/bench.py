@@ -1,0 +1,465 @@
+"""Training-step throughput of the LSM methods: samples/s, FLOPs and the fraction of the matmul peak.
+
+What is timed is :meth:`lsmseg.engines.SemiSupervisedTrainer._iteration` as the engine runs it
+(one forward, the critic update on detached codes when the stage is adversarial, the generator
+update), on a fixed synthetic SIT batch already on the device: data loading is excluded. The
+first ``warmup`` steps (allocator, oneDNN primitive caches, ``torch.compile``) are not timed.
+
+FLOPs are those of the step as executed, counted by :class:`torch.utils.flop_counter.FlopCounterMode`
+on an eager copy of the step: convolutions, transposed convolutions and matrix products, forward
+and backward (a convolution's backward counts its weight gradient, and its input gradient only
+when the input needs one). Element-wise work (InstanceNorm, ReLU, padding, losses, Adam) is not
+counted: it costs time but no multiply-adds. ``peak_fraction`` divides the achieved FLOP/s by
+the fp32 dense matmul peak measured in the same process with the same threads.
+
+IODA has three stages; its ``ioda`` row is the fine-tune stage (the x -> y translation, the
+stage that is scored); ``stages="all"`` adds rows for its two auto-encoder pre-training stages.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lsmseg.keys import Keys, Mode
+
+# Columns of the CSV ``lsmseg bench`` writes, in order (DESIGN.md contract first).
+BENCH_COLUMNS: tuple[str, ...] = (
+    "method",
+    "stage",
+    "device",
+    "device_name",
+    "torch_threads",
+    "ngf",
+    "ndf",
+    "image_size",
+    "batch_size",
+    "amp",
+    "channels_last",
+    "compile",
+    "steps",
+    "samples_per_s",
+    "step_ms",
+    "step_ms_min",
+    "gflops_per_step",
+    "achieved_gflops",
+    "peak_gflops",
+    "peak_fraction",
+    "infer_ms_per_slice",
+    "infer_ms_per_slice_batched",
+    "load_1m",
+    "torch_version",
+)
+
+BENCH_METHODS: tuple[str, ...] = ("basic", "sop", "ioda", "lsm")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One benchmark configuration.
+
+    Attributes:
+        device: ``cpu`` or ``cuda``.
+        ngf: generator width (paper 64).
+        ndf: latent critic width (reference 64).
+        image_size: side of the square images in pixels (paper 128).
+        batch_size: rows per step (paper 16).
+        steps: timed steps per method.
+        warmup: untimed steps before them.
+        amp: bf16 autocast (fp16 with loss scaling on GPUs without bf16).
+        channels_last: NHWC tensors and weights. The trainer enables it on CUDA only; here it is
+            forced on any device so its effect on the CPU can be measured.
+        compile: ``torch.compile`` the generators (warm-up then includes the compilation).
+        paired_fraction: share of paired rows in the batch; the rest is split evenly into
+            x-only and y-only rows, so every loss term of every method is live.
+        seed: seed of the synthetic batch and the weights.
+    """
+
+    device: str = "cpu"
+    ngf: int = 64
+    ndf: int = 64
+    image_size: int = 128
+    batch_size: int = 16
+    steps: int = 10
+    warmup: int = 3
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    paired_fraction: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("ngf", "ndf", "image_size", "batch_size", "steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.image_size % 4:
+            raise ValueError(
+                f"image_size must be a multiple of 4 (two stride-2 steps), got {self.image_size}"
+            )
+        if not 0.0 < self.paired_fraction <= 1.0:
+            raise ValueError(f"paired_fraction must be in (0, 1], got {self.paired_fraction}")
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """Validate method names against :func:`lsmseg.methods.method_stages` (the error lists the valid ones)."""
+    from lsmseg.methods.config import method_stages
+
+    for m in methods:
+        method_stages(m, ["x", "y"])
+    if not methods:
+        raise ValueError("no method given")
+    return list(methods)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu`` or ``cuda`` (``cuda`` must be available); anything else is a usage error."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+# --- the step ------------------------------------------------------------------------------
+def make_network(settings: BenchSettings) -> Any:
+    """The SIT network of ``bundles/lsm_sit``: image (1 channel) -> ring mask (2 classes)."""
+    from lsmseg.methods import Domain, LatentSpaceMapping
+
+    torch.manual_seed(settings.seed)
+    return LatentSpaceMapping(
+        [Domain(Keys.IMAGE, "image", 1), Domain(Keys.LABEL, "mask", 2)],
+        ngf=settings.ngf,
+        ndf=settings.ndf,
+        image_size=settings.image_size,
+    )
+
+
+def synthetic_batch(settings: BenchSettings) -> dict[str, torch.Tensor]:
+    """One collated SIT batch: ``image`` (B, 1, S, S) float32, ``label`` (B, 1, S, S) int64, ``mode`` (B,).
+
+    Rows are paired, x-only and y-only in the proportions of ``paired_fraction``; hidden views
+    are zero-filled as in :func:`lsmseg.data.sit.make_rows`.
+    """
+    from lsmseg.data.sit import generate_sit
+
+    b = settings.batch_size
+    x, y = generate_sit(b, size=settings.image_size, seed=settings.seed)
+    n_paired = max(1, round(settings.paired_fraction * b))
+    n_x_only = (b - n_paired + 1) // 2
+    modes = [Mode.PAIRED] * n_paired + [Mode.X_ONLY] * n_x_only
+    modes += [Mode.Y_ONLY] * (b - len(modes))
+    has_x = torch.tensor([m.has_x for m in modes]).view(b, 1, 1, 1)
+    has_y = torch.tensor([m.has_y for m in modes]).view(b, 1, 1, 1)
+    return {
+        Keys.IMAGE: torch.as_tensor(x) * has_x,
+        Keys.LABEL: torch.as_tensor(y) * has_y,
+        Keys.MODE: torch.tensor([int(m) for m in modes]),
+    }
+
+
+def make_trainer(
+    settings: BenchSettings, method: str, network: Any, batches: list[dict], stage: int | None = None
+) -> Any:
+    """A :class:`SemiSupervisedTrainer` that runs one epoch over ``batches`` in stage ``stage``.
+
+    ``stage`` None picks the method's last stage (IODA's fine-tune).
+    """
+    from ignite.engine import Events
+
+    from lsmseg.engines import SemiSupervisedTrainer
+
+    device = resolve_device(settings.device)
+    trainer = SemiSupervisedTrainer(
+        device,
+        max_epochs=1,
+        train_data_loader=batches,
+        network=network,
+        method=method,
+        amp=settings.amp,
+        channels_last=settings.channels_last,
+        compile=settings.compile,
+    )
+    if settings.channels_last and not trainer.channels_last:
+        # The trainer keeps NHWC to CUDA; force it here so its CPU effect can be measured.
+        trainer.channels_last = True
+        network.to(memory_format=torch.channels_last)
+    target = len(trainer.stages) - 1 if stage is None else stage
+    for _ in range(target):
+        trainer.next_stage()
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.terminate())
+    return trainer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(settings: BenchSettings, method: str, stage: int | None = None) -> tuple[list[float], Any]:
+    """Run ``warmup + steps`` training steps; return the timed ones (seconds each) and the network."""
+    from ignite.engine import Events
+
+    device = resolve_device(settings.device)
+    network = make_network(settings)
+    batch = synthetic_batch(settings)
+    trainer = make_trainer(settings, method, network, [batch] * (settings.warmup + settings.steps), stage)
+    starts: list[float] = []
+    times: list[float] = []
+
+    def started(engine: Any) -> None:
+        _sync(device)
+        starts.append(time.perf_counter())
+
+    def completed(engine: Any) -> None:
+        _sync(device)
+        if engine.state.iteration > settings.warmup:
+            times.append(time.perf_counter() - starts[-1])
+
+    trainer.add_event_handler(Events.ITERATION_STARTED, started)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, completed)
+    trainer.run()
+    return times, network
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs (multiply-add = 2) of the matmul / convolution ops ``fn`` executes, forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def conv2d_flops(batch: int, in_channels: int, out_channels: int, kernel: int, out_size: int) -> int:
+    """Analytic forward FLOPs of a square 2D convolution: 2 * B * Cout * Hout * Wout * Cin * k * k.
+
+    Its backward costs the same again for the weight gradient, and again for the input gradient.
+    """
+    return 2 * batch * out_channels * out_size * out_size * in_channels * kernel * kernel
+
+
+def step_flops(settings: BenchSettings, method: str, stage: int | None = None) -> int:
+    """FLOPs of one training step as executed, counted on an eager (uncompiled) trainer."""
+    eager = BenchSettings(**{**asdict(settings), "compile": False, "warmup": 0, "steps": 1})
+    network = make_network(eager)
+    trainer = make_trainer(eager, method, network, [synthetic_batch(eager)], stage)
+    return count_flops(trainer.run)
+
+
+def inference_ms(settings: BenchSettings, network: Any, reps: int = 5) -> tuple[float, float]:
+    """Latency of the translation x -> y (``network(x)``, logits) under inference mode.
+
+    Returns:
+        (milliseconds for one slice at batch 1, milliseconds per slice at ``batch_size``), each
+        the median of ``reps`` runs after one warm-up.
+    """
+    device = resolve_device(settings.device)
+    x = synthetic_batch(settings)[Keys.IMAGE].to(device)
+    if settings.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    network.eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.amp)
+
+    def median_ms(inputs: torch.Tensor) -> float:
+        runs = []
+        with torch.inference_mode(), autocast:
+            for i in range(reps + 1):
+                _sync(device)
+                t0 = time.perf_counter()
+                network(inputs)
+                _sync(device)
+                if i:
+                    runs.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(runs)
+
+    single = median_ms(x[:1])
+    batched = median_ms(x) / x.shape[0]
+    network.train()
+    return single, batched
+
+
+def matmul_peak_gflops(device: str = "cpu", n: int = 2048, reps: int = 3, trials: int = 3) -> float:
+    """Dense fp32 matmul peak in GFLOP/s: the best of ``trials`` loops of ``reps`` (n x n) @ (n x n).
+
+    Uses the current torch thread count, i.e. what the training step can use.
+    """
+    dev = resolve_device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dev)
+    b = torch.randn(n, n, generator=g).to(dev)
+    out = torch.empty(n, n, device=dev)
+    torch.mm(a, b, out=out)  # warm-up
+    best = 0.0
+    for _ in range(trials):
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        _sync(dev)
+        best = max(best, 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def device_name(device: str) -> str:
+    """CPU model (from /proc/cpuinfo where available) or CUDA device name."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What :func:`measure_method` saw: timed step seconds, FLOPs per step and inference latency (ms)."""
+
+    method: str
+    stage: str
+    step_seconds: list[float]
+    flops: int
+    infer_ms: float
+    infer_ms_batched: float
+
+
+def measure_method(settings: BenchSettings, method: str, stage: int | None = None) -> Measurement:
+    """Time a method's training step, count its FLOPs and time its inference."""
+    from lsmseg.methods.config import method_stages
+
+    stages = method_stages(method, [Keys.IMAGE, Keys.LABEL])
+    times, network = time_steps(settings, method, stage)
+    single_ms, batched_ms = inference_ms(settings, network)
+    flops = step_flops(settings, method, stage)
+    return Measurement(
+        method, stages[-1 if stage is None else stage].name, times, flops, single_ms, batched_ms
+    )
+
+
+def to_row(settings: BenchSettings, m: Measurement, peak_gflops: float) -> dict[str, Any]:
+    """One CSV row (:data:`BENCH_COLUMNS`); times from the median step."""
+    step_s = statistics.median(m.step_seconds)
+    achieved = m.flops / step_s / 1e9
+    return {
+        "method": m.method,
+        "stage": m.stage,
+        "device": settings.device,
+        "device_name": device_name(settings.device),
+        "torch_threads": torch.get_num_threads(),
+        "ngf": settings.ngf,
+        "ndf": settings.ndf,
+        "image_size": settings.image_size,
+        "batch_size": settings.batch_size,
+        "amp": settings.amp,
+        "channels_last": settings.channels_last,
+        "compile": settings.compile,
+        "steps": len(m.step_seconds),
+        "samples_per_s": round(settings.batch_size / step_s, 3),
+        "step_ms": round(step_s * 1e3, 2),
+        "step_ms_min": round(min(m.step_seconds) * 1e3, 2),
+        "gflops_per_step": round(m.flops / 1e9, 3),
+        "achieved_gflops": round(achieved, 2),
+        "peak_gflops": round(peak_gflops, 2),
+        "peak_fraction": round(achieved / peak_gflops, 4),
+        "infer_ms_per_slice": round(m.infer_ms, 3),
+        "infer_ms_per_slice_batched": round(m.infer_ms_batched, 3),
+        "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else "",
+        "torch_version": torch.__version__,
+    }
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """A one-line human summary of a row."""
+    return (
+        f"{row['method']:>6} [{row['stage']}]: {row['samples_per_s']:8.2f} samples/s, "
+        f"{row['step_ms']:9.1f} ms/step, {row['gflops_per_step']:8.2f} GFLOP/step, "
+        f"{100 * row['peak_fraction']:5.1f} % of {row['peak_gflops']:.0f} GFLOP/s, "
+        f"inference {row['infer_ms_per_slice']:.2f} ms/slice"
+    )
+
+
+def run_bench(
+    settings: BenchSettings,
+    methods: Sequence[str] = BENCH_METHODS,
+    all_stages: bool = False,
+    log: Callable[[str], None] | None = None,
+    peak_size: int = 2048,
+) -> list[dict[str, Any]]:
+    """Benchmark each method: one row per method (plus IODA's pre-training stages with ``all_stages``).
+
+    The matmul peak (``peak_size`` square fp32 matrices) is measured before and after the
+    methods and the higher value is kept, so a burst of load from other processes during one
+    measurement does not lower the reference.
+    """
+    from lsmseg.methods.config import method_stages
+
+    check_methods(methods)
+    resolve_device(settings.device)
+    peak = matmul_peak_gflops(settings.device, peak_size)
+    jobs: list[tuple[str, int | None]] = []
+    for m in methods:
+        n_stages = len(method_stages(m, [Keys.IMAGE, Keys.LABEL]))
+        jobs += [(m, i) for i in range(n_stages)] if all_stages and n_stages > 1 else [(m, None)]
+    measurements = []
+    for method, stage in jobs:
+        measurements.append(measure_method(settings, method, stage))
+        if log:
+            log(format_row(to_row(settings, measurements[-1], peak)))
+    peak = max(peak, matmul_peak_gflops(settings.device, peak_size))
+    return [to_row(settings, m, peak) for m in measurements]
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike, append: bool = False) -> Path:
+    """Write rows with :data:`BENCH_COLUMNS` (atomically); ``append`` keeps the rows already there."""
+    path = Path(path)
+    old: list[dict[str, Any]] = []
+    if append and path.is_file():
+        with open(path, newline="") as f:
+            old = list(csv.DictReader(f))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=BENCH_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([*old, *rows])
+    os.replace(tmp, path)
+    return path
+
+
+def profile_step(
+    settings: BenchSettings, method: str, steps: int = 3, row_limit: int = 30, stage: int | None = None
+) -> str:
+    """torch.profiler table of ``steps`` training steps after the warm-up, top ops by self CPU time."""
+    from ignite.engine import Events
+    from torch.profiler import ProfilerActivity, profile
+
+    network = make_network(settings)
+    batch = synthetic_batch(settings)
+    trainer = make_trainer(settings, method, network, [batch] * (settings.warmup + steps), stage)
+    activities = [ProfilerActivity.CPU]
+    if settings.device == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    prof = profile(activities=activities)
+
+    def started(engine: Any) -> None:
+        if engine.state.iteration == settings.warmup + 1:
+            prof.__enter__()
+
+    trainer.add_event_handler(Events.ITERATION_STARTED, started)
+    trainer.run()
+    prof.__exit__(None, None, None)
+    sort = "self_cuda_time_total" if settings.device == "cuda" else "self_cpu_time_total"
+    return str(prof.key_averages().table(sort_by=sort, row_limit=row_limit))
