@@ -84,7 +84,7 @@ class StagedEarlyStopping:
     def _scores_metric(self) -> bool:
         """Whether the current stage is scored by the key metric (it trains the main translation)."""
         x, y = self.trainer.network.names[:2]
-        return f"sup_{x}2{y}" in self.trainer.stage.weights
+        return bool(self.trainer.stage.trains(x, y))
 
     def _score(self, evaluator: Any) -> float:
         """Score of the current stage; ``evaluator`` is a MONAI evaluator (key metric, data_loader)."""

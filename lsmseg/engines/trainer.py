@@ -333,6 +333,9 @@ class SemiSupervisedTrainer(Trainer):
 
     # --- epoch losses: summed on the device, read once per epoch (no per-step host sync) ----------
     def _reset_epoch_losses(self, engine: Engine) -> None:
+        # Validation switches the network to eval(); training resumes in train() mode.
+        self.network.train()
+        self.step.critics.train()
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_steps = 0
 

@@ -46,8 +46,11 @@ def class_weights(labels: torch.Tensor, mask: torch.Tensor, num_classes: int) ->
     Returns:
         (C,) weights normalised to mean 1 over the classes present; absent classes get 0.
     """
-    rows = labels[mask.to(torch.bool)]
-    counts = torch.bincount(rows.reshape(-1), minlength=num_classes).to(torch.float32)
+    # scatter_add rather than boolean indexing: no device-to-host sync on the GPU.
+    rows = mask.to(torch.bool)[:, None, None].expand_as(labels)
+    counts = torch.zeros(num_classes, device=labels.device).scatter_add_(
+        0, labels.reshape(-1), rows.reshape(-1).float()
+    )
     weights = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
     present = (counts > 0).sum().clamp(min=1)
     return weights * present / weights.sum().clamp(min=1e-12)

@@ -25,6 +25,9 @@ from lsmseg.data.phantom import write_cohort
 from lsmseg.engines import save_state_dict
 from lsmseg.methods import Domain, LatentSpaceMapping
 
+# MONAI 1.6.1 warns on every config it parses that configs run code; these are the repository's own.
+pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 BUNDLES = {"lsm_sss": "lsm", "sop_sss": "sop", "ioda_sss": "ioda"}  # bundle -> its method

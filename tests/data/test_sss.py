@@ -297,6 +297,5 @@ def test_a_tiny_lsm_learns_the_phantom(tmp_path: Path, cache: Path) -> None:
     finally:
         torch.set_num_threads(threads)
     result = report.result()
-    print("ACC", result, early_stop.best_epoch, early_stop.best_metric)
     assert result["n"] == 16 and set(result["iou"]) == {"sat", "vat", "muscle"}
     assert result["miou"] >= 0.7, result
