@@ -15,8 +15,8 @@ Outputs (``--out``, default ``benchmarks/results``):
     phantom_miou.png   test mIoU vs paired proportion, one line per method
 
 The run folders (checkpoints, logs, the cohort) go to ``--work`` (default ``runs/phantom_miou``,
-ignored by git). The defaults finish in about 25 min on 2 idle CPU cores (two single-threaded runs
-at a time); on a shared machine the wall times grow with the load.
+ignored by git). The defaults cost about 480 CPU seconds: about 5 min on 2 idle cores (two
+single-threaded runs at a time), 12 min on a shared machine at load 7 (benchmarks/README.md).
 
     python benchmarks/phantom_miou.py
     python benchmarks/phantom_miou.py --seeds 0,1 --max-epochs 60 --image-size 128   # longer
@@ -216,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = collect(work / "sweep", report.rows)
     write_csv(rows, args.out / "phantom_miou.csv")
     settings = ", ".join(f"{k} {v}" for k, v in overrides.items() if k != "dataset_dir")
-    plot(rows, args.out / "phantom_miou.png", f"lsm_sss on a {args.n}-case phantom: {settings}")
+    title = f"lsm_sss on a {args.n}-case phantom ({args.size} px), {len(rows)} runs\n{settings}"
+    plot(rows, args.out / "phantom_miou.png", title)
     print(markdown(rows))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(

@@ -76,8 +76,7 @@ class BenchSettings:
         steps: timed steps per method.
         warmup: untimed steps before them.
         amp: bf16 autocast (fp16 with loss scaling on GPUs without bf16).
-        channels_last: NHWC tensors and weights. The trainer enables it on CUDA only; here it is
-            forced on any device so its effect on the CPU can be measured.
+        channels_last: NHWC tensors and weights (the trainer's ``channels_last``).
         compile: ``torch.compile`` the generators (warm-up then includes the compilation).
         paired_fraction: share of paired rows in the batch; the rest is split evenly into
             x-only and y-only rows, so every loss term of every method is live.
@@ -190,10 +189,6 @@ def make_trainer(
         channels_last=settings.channels_last,
         compile=settings.compile,
     )
-    if settings.channels_last and not trainer.channels_last:
-        # The trainer keeps NHWC to CUDA; force it here so its CPU effect can be measured.
-        trainer.channels_last = True
-        network.to(memory_format=torch.channels_last)
     target = len(trainer.stages) - 1 if stage is None else stage
     for _ in range(target):
         trainer.next_stage()
@@ -289,10 +284,11 @@ def inference_ms(settings: BenchSettings, network: Any, reps: int = 5) -> tuple[
     return single, batched
 
 
-def matmul_peak_gflops(device: str = "cpu", n: int = 2048, reps: int = 3, trials: int = 3) -> float:
-    """Dense fp32 matmul peak in GFLOP/s: the best of ``trials`` loops of ``reps`` (n x n) @ (n x n).
+def matmul_peak_gflops(device: str = "cpu", n: int = 1024, seconds: float = 1.0) -> float:
+    """Dense fp32 matmul throughput in GFLOP/s: the fastest of repeated (n x n) @ (n x n) products.
 
-    Uses the current torch thread count, i.e. what the training step can use.
+    Products are repeated for ``seconds`` and the best one counts. Uses the current torch
+    thread count, i.e. what the training step can use.
     """
     dev = resolve_device(device)
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -301,14 +297,31 @@ def matmul_peak_gflops(device: str = "cpu", n: int = 2048, reps: int = 3, trials
     out = torch.empty(n, n, device=dev)
     torch.mm(a, b, out=out)  # warm-up
     best = 0.0
-    for _ in range(trials):
+    end = time.perf_counter() + seconds
+    while True:
         _sync(dev)
         t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b, out=out)
+        torch.mm(a, b, out=out)
         _sync(dev)
-        best = max(best, 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
+        t1 = time.perf_counter()
+        best = max(best, 2.0 * n**3 / (t1 - t0) / 1e9)
+        if t1 > end:
+            return best
+
+
+PEAK_SIZES: tuple[int, ...] = (512, 1024, 2048)
+
+
+def machine_peak_gflops(
+    device: str = "cpu", sizes: Sequence[int] = PEAK_SIZES, seconds: float = 1.0
+) -> float:
+    """The machine's dense fp32 matmul peak: the best of :func:`matmul_peak_gflops` over ``sizes``.
+
+    Several sizes, because the fastest one depends on the machine and its load: large products
+    reach the peak on an idle machine, while on a machine shared with other processes only
+    short ones (a few ms) run without being preempted and evicted from cache.
+    """
+    return max(matmul_peak_gflops(device, n, seconds) for n in sizes)
 
 
 def device_name(device: str) -> str:
@@ -396,19 +409,19 @@ def run_bench(
     methods: Sequence[str] = BENCH_METHODS,
     all_stages: bool = False,
     log: Callable[[str], None] | None = None,
-    peak_size: int = 2048,
+    peak_sizes: Sequence[int] = PEAK_SIZES,
 ) -> list[dict[str, Any]]:
     """Benchmark each method: one row per method (plus IODA's pre-training stages with ``all_stages``).
 
-    The matmul peak (``peak_size`` square fp32 matrices) is measured before and after the
-    methods and the higher value is kept, so a burst of load from other processes during one
-    measurement does not lower the reference.
+    The matmul peak (:func:`machine_peak_gflops` over ``peak_sizes``) is measured before and
+    after the methods and the higher value is kept, so a burst of load from other processes
+    during one measurement does not lower the reference.
     """
     from lsmseg.methods.config import method_stages
 
     check_methods(methods)
     resolve_device(settings.device)
-    peak = matmul_peak_gflops(settings.device, peak_size)
+    peak = machine_peak_gflops(settings.device, peak_sizes)
     jobs: list[tuple[str, int | None]] = []
     for m in methods:
         n_stages = len(method_stages(m, [Keys.IMAGE, Keys.LABEL]))
@@ -418,7 +431,7 @@ def run_bench(
         measurements.append(measure_method(settings, method, stage))
         if log:
             log(format_row(to_row(settings, measurements[-1], peak)))
-    peak = max(peak, matmul_peak_gflops(settings.device, peak_size))
+    peak = max(peak, machine_peak_gflops(settings.device, peak_sizes))
     return [to_row(settings, m, peak) for m in measurements]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lsmseg.data.split import check_proportion
 from lsmseg.methods.config import Lambdas, check_adversarial, method_stages
@@ -28,7 +28,7 @@ def root(name: str) -> str:
     raise SystemExit(f"lsmseg: cannot find bundle {name!r}; pass --bundle_root DIR or set LSMSEG_BUNDLES")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Stop a bundle run with a one-line message in the user's terms (no traceback)."""
     raise SystemExit(f"lsmseg: error: {message}")
 

@@ -67,8 +67,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # Widths and budgets that finish the 24-run grid (4 methods x 3 proportions x 2 seeds)
     # within an hour on 2 CPU cores: benchmarks/README.md ("SIT sweep") has the measurements.
-    # The learning rate is 10x the paper's because the epoch budget is ~70x smaller.
-    "cpu": {"ngf": 8, "ndf": 16, "batch_size": 16, "max_epochs": 15, "patience": 5, "learning_rate": 1e-3},
+    # The learning rate is 10x the paper's because the epoch budget is ~30x smaller.
+    "cpu": {"ngf": 8, "ndf": 16, "batch_size": 16, "max_epochs": 30, "patience": 8, "learning_rate": 1e-3},
 }
 # Runs at a time by default: one single-threaded run per core on the CPU (small convolutions
 # scale poorly over threads, and one thread per run is immune to the OpenMP barrier stalls that

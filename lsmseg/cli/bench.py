@@ -43,6 +43,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _sizes(text: str) -> list[int]:
+    return [_positive_int(t) for t in _csv_list(text)]
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -82,11 +86,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the generators")
     p.add_argument("--threads", type=_positive_int, metavar="T", help="torch threads (default: torch's)")
     p.add_argument(
-        "--peak-size",
-        type=_positive_int,
-        default=2048,
-        metavar="N",
-        help="side of the fp32 matrices of the matmul peak (default 2048)",
+        "--peak-sizes",
+        type=_sizes,
+        default=[512, 1024, 2048],
+        metavar="N,...",
+        help="sides of the fp32 matrices of the matmul peak, best kept (default 512,1024,2048)",
     )
     p.add_argument("--all-stages", action="store_true", help="one row per IODA stage")
     p.add_argument(
@@ -119,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         compile=args.compile,
     )
-    rows = run_bench(settings, args.methods, all_stages=args.all_stages, log=print, peak_size=args.peak_size)
+    rows = run_bench(
+        settings, args.methods, all_stages=args.all_stages, log=print, peak_sizes=args.peak_sizes
+    )
     path = write_csv(rows, args.out, append=args.append)
     print(f"results: {path}")
     if args.profile:

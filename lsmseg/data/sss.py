@@ -48,7 +48,14 @@ from lsmseg.data.sit import cache_root
 from lsmseg.data.split import supervision_split
 from lsmseg.io import CTSlice, IngestError, is_nifti, nifti_stem, read_dicom_slice, read_nifti_slice
 from lsmseg.keys import TISSUE_NAMES, Keys, Mode, Tissue
-from lsmseg.transforms import DEFAULT_HU_RANGE, CropBox, CropWindowResize, SliceGeometry, body_crop_box
+from lsmseg.transforms import (
+    DEFAULT_HU_RANGE,
+    CropBox,
+    CropWindowResize,
+    SliceGeometry,
+    body_crop_box,
+    crop,
+)
 from lsmseg.transforms.resize import resize_labels
 
 logger = logging.getLogger(__name__)
@@ -188,8 +195,8 @@ def mask_crop_box(mask: np.ndarray) -> CropBox:
 
 def _crop_mask(mask: np.ndarray, box: CropBox, image_size: int) -> np.ndarray:
     """(H, W) labels -> (1, S, S) int64, cut with ``box`` and resized with nearest labels."""
-    cropped = mask[box.row0 : box.row1, box.col0 : box.col1]
-    return np.asarray(resize_labels(cropped.astype(np.int64), (image_size, image_size)), np.int64)[None]
+    cropped = crop(mask.astype(np.int64), box)
+    return np.asarray(resize_labels(cropped, (image_size, image_size)), np.int64)[None]
 
 
 def preprocess_case(

@@ -9,22 +9,7 @@ import torch
 from lsmseg.bench import BENCH_COLUMNS
 from lsmseg.cli.main import main
 
-TINY = [
-    "--ngf",
-    "4",
-    "--ndf",
-    "4",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "4",
-    "--steps",
-    "2",
-    "--warmup",
-    "1",
-    "--peak-size",
-    "256",
-]
+TINY = "--ngf 4 --ndf 4 --image-size 32 --batch-size 4 --steps 2 --warmup 1 --peak-sizes 128,256".split()
 
 
 def test_bench_writes_one_row_per_method_with_every_column(tmp_path: Path, capsys) -> None:
