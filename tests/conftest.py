@@ -35,7 +35,13 @@ def single_process_group() -> Iterator[None]:
     """A one-process gloo group, so DDP configs can be built in a test process."""
     import torch.distributed as dist
 
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29533", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+    env = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29533",
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     dist.init_process_group("gloo")

@@ -13,7 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", metavar="DIR")
     p.add_argument("--n", type=int, default=20, help="number of cases (default 20)")
-    p.add_argument("--format", choices=("dicom", "nifti"), default="dicom", help="image format (default dicom)")
+    p.add_argument(
+        "--format", choices=("dicom", "nifti"), default="dicom", help="image format (default dicom)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 

@@ -83,5 +83,5 @@ def row_sampler(rows: Sequence[dict], seed: int = 0, distributed: bool = False) 
         return DistributedWeightedRandomSampler(rows, weights.tolist(), shuffle=True)  # type: ignore[arg-type]
     g = torch.Generator().manual_seed(int(seed))
     return torch.utils.data.WeightedRandomSampler(
-        weights, num_samples=len(rows), replacement=True, generator=g
+        weights.tolist(), num_samples=len(rows), replacement=True, generator=g
     )

@@ -77,7 +77,14 @@ def test_bundle_files_and_metadata_schema() -> None:
 
 @pytest.mark.slow
 def test_train_evaluate_and_infer_from_the_command_line(sit_dir: Path, tmp_path: Path) -> None:
-    out = ["--dataset_dir", str(sit_dir), "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval")]
+    out = [
+        "--dataset_dir",
+        str(sit_dir),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "eval"),
+    ]
     r = _run(_cmd("training", ["train.json"], *SMOKE, *out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()
@@ -87,7 +94,17 @@ def test_train_evaluate_and_infer_from_the_command_line(sit_dir: Path, tmp_path:
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["n"] == 12 and set(metrics["iou"]) == {"ring"}
     pred_dir = tmp_path / "pred"
     infer = ["--ngf", "4", "--ndf", "4", "--image_size", "64", "--output_dir", str(pred_dir)]
-    r = _run(_cmd("run", ["inference.json"], *infer, "--dataset_dir", str(sit_dir), "--ckpt_dir", str(tmp_path / "models")))
+    r = _run(
+        _cmd(
+            "run",
+            ["inference.json"],
+            *infer,
+            "--dataset_dir",
+            str(sit_dir),
+            "--ckpt_dir",
+            str(tmp_path / "models"),
+        )
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list(pred_dir.glob("*.png"))) == 60
 
