@@ -759,12 +759,15 @@ def _provenance(
         "device": model.describe_device(),
         **model.provenance(),
         "refine": refine,
+        # the Alberta ranges applied inside the predicted compartments (none without refinement)
         "hu_ranges": {
             "muscle": list(MUSCLE_HU),
             "sat": list(ADIPOSE_HU),
             "imat": list(ADIPOSE_HU),
             "vat": list(vat_hu),
-        },
+        }
+        if refine
+        else None,
         "cutoff_sets": [s.describe() for s in cutoff_sets],
         "patients_csv": str(patients_csv) if patients_csv else None,
         "software": {"torch": torch.__version__, "monai": monai.__version__, "pydicom": pydicom.__version__},

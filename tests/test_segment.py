@@ -531,11 +531,11 @@ def test_bundle_loads_once_and_predicts_probabilities(bundle: Path) -> None:
 # --- accuracy ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AccuracySettings:
-    """Training of the accuracy check: about three minutes on two idle CPU cores.
+    """Training of the accuracy check: about four minutes on two idle CPU cores.
 
-    Measured with these settings: MAE 3.9 % (max 10.4 %) over the 20 slices. With 60 training
-    slices it is 4.8-5.3 % (too close to the limit); without the cosine decay the area swings
-    by +-3 % from epoch to epoch.
+    Measured with these settings: MAE 3.9 % (max 10.4 %) over the 20 slices, 4.2 % with torch seed
+    1. Cheaper settings were too close to the limit: 60 training slices 4.8-5.3 %, 20 epochs
+    4.7-4.9 %; without the cosine decay the area swings by +-3 % from epoch to epoch.
     """
 
     n_train: int = 120  # phantom slices (512x512), all paired
@@ -550,7 +550,7 @@ ACCURACY = AccuracySettings()
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_muscle_area_error_within_5_percent_with_a_bundle_trained_on_the_phantom(tmp_path: Path) -> None:
     """DESIGN: 20 phantom DICOM slices at 512, bundle trained on other phantom cases, MAE <= 5 %.
 
@@ -576,7 +576,14 @@ def test_muscle_area_error_within_5_percent_with_a_bundle_trained_on_the_phantom
         trainer.optimizer, "lr", cfg.learning_rate, 0.05 * cfg.learning_rate, cfg.epochs * len(loader)
     )
     trainer.add_event_handler(Events.ITERATION_STARTED, schedule)
-    trainer.run()
+    # One thread: on a shared machine two OpenMP threads keep waiting for each other and the
+    # training runs several times slower (measured: > 15 min instead of about 5 at load 5).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer.run()
+    finally:
+        torch.set_num_threads(threads)
     bundle = write_bundle(tmp_path / "phantom_sss", net.state_dict(), cfg.image_size, cfg.ngf)
 
     cohort = tmp_path / "cohort"
