@@ -50,10 +50,13 @@ BENCH_COLUMNS: tuple[str, ...] = (
     "samples_per_s",
     "step_ms",
     "step_ms_min",
+    "step_cpu_ms",
+    "cpu_util",
     "gflops_per_step",
     "achieved_gflops",
     "peak_gflops",
     "peak_fraction",
+    "conv_peak_gflops",
     "infer_ms_per_slice",
     "infer_ms_per_slice_batched",
     "load_1m",
@@ -201,25 +204,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(settings: BenchSettings, method: str, stage: int | None = None) -> tuple[list[float], Any]:
-    """Run ``warmup + steps`` training steps; return the timed ones (seconds each) and the network."""
+@dataclass(frozen=True)
+class StepTimes:
+    """Wall-clock and process CPU seconds of each timed step.
+
+    CPU time counts every thread of the process (including OpenMP threads spinning at a
+    barrier); on a machine shared with other processes it still counts only the time the
+    step really ran, so for one thread ``cpu`` estimates what ``wall`` would be on an idle machine.
+    """
+
+    wall: list[float]
+    cpu: list[float]
+
+
+def time_steps(settings: BenchSettings, method: str, stage: int | None = None) -> tuple[StepTimes, Any]:
+    """Run ``warmup + steps`` training steps; return the timed ones and the network."""
     from ignite.engine import Events
 
     device = resolve_device(settings.device)
     network = make_network(settings)
     batch = synthetic_batch(settings)
     trainer = make_trainer(settings, method, network, [batch] * (settings.warmup + settings.steps), stage)
-    starts: list[float] = []
-    times: list[float] = []
+    starts: list[tuple[float, float]] = []
+    times = StepTimes([], [])
 
     def started(engine: Any) -> None:
         _sync(device)
-        starts.append(time.perf_counter())
+        starts.append((time.perf_counter(), time.process_time()))
 
     def completed(engine: Any) -> None:
         _sync(device)
         if engine.state.iteration > settings.warmup:
-            times.append(time.perf_counter() - starts[-1])
+            times.wall.append(time.perf_counter() - starts[-1][0])
+            times.cpu.append(time.process_time() - starts[-1][1])
 
     trainer.add_event_handler(Events.ITERATION_STARTED, started)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, completed)
@@ -309,6 +326,33 @@ def matmul_peak_gflops(device: str = "cpu", n: int = 1024, seconds: float = 1.0)
             return best
 
 
+def conv_peak_gflops(device: str = "cpu", seconds: float = 1.0) -> float:
+    """fp32 throughput in GFLOP/s of a 3x3 convolution, 64 -> 64 channels on 16 x 32 x 32 maps
+    (the residual blocks at ngf 16, 128 px): the fastest of repeated forwards.
+
+    A reference next to the matmul peak: where the BLAS runs a narrower vector path than
+    oneDNN's convolutions (MKL runs AVX2 code on AMD CPUs), convolutions can exceed it.
+    """
+    dev = resolve_device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(16, 64, 34, 34, generator=g).to(dev)
+    w = torch.randn(64, 64, 3, 3, generator=g).to(dev)
+    flops = 2.0 * 16 * 64 * 32 * 32 * 64 * 9
+    best = 0.0
+    end = time.perf_counter() + seconds
+    with torch.inference_mode():
+        torch.nn.functional.conv2d(x, w)  # warm-up
+        while True:
+            _sync(dev)
+            t0 = time.perf_counter()
+            torch.nn.functional.conv2d(x, w)
+            _sync(dev)
+            t1 = time.perf_counter()
+            best = max(best, flops / (t1 - t0) / 1e9)
+            if t1 > end:
+                return best
+
+
 PEAK_SIZES: tuple[int, ...] = (512, 1024, 2048)
 
 
@@ -339,11 +383,11 @@ def device_name(device: str) -> str:
 
 @dataclass(frozen=True)
 class Measurement:
-    """What :func:`measure_method` saw: timed step seconds, FLOPs per step and inference latency (ms)."""
+    """What :func:`measure_method` saw: step times, FLOPs per step and inference latency (ms)."""
 
     method: str
     stage: str
-    step_seconds: list[float]
+    times: StepTimes
     flops: int
     infer_ms: float
     infer_ms_batched: float
@@ -362,9 +406,15 @@ def measure_method(settings: BenchSettings, method: str, stage: int | None = Non
     )
 
 
-def to_row(settings: BenchSettings, m: Measurement, peak_gflops: float) -> dict[str, Any]:
-    """One CSV row (:data:`BENCH_COLUMNS`); times from the median step."""
-    step_s = statistics.median(m.step_seconds)
+def to_row(settings: BenchSettings, m: Measurement, peak_gflops: float, conv_peak: float) -> dict[str, Any]:
+    """One CSV row (:data:`BENCH_COLUMNS`); times from the median step.
+
+    ``cpu_util`` is the step's CPU time over its wall time times the threads: near 1 the wall
+    times are the machine's own; well below 1 other processes took the rest (shared machine).
+    """
+    step_s = statistics.median(m.times.wall)
+    cpu_s = statistics.median(m.times.cpu)
+    threads = torch.get_num_threads() if settings.device == "cpu" else 1
     achieved = m.flops / step_s / 1e9
     return {
         "method": m.method,
@@ -379,14 +429,17 @@ def to_row(settings: BenchSettings, m: Measurement, peak_gflops: float) -> dict[
         "amp": settings.amp,
         "channels_last": settings.channels_last,
         "compile": settings.compile,
-        "steps": len(m.step_seconds),
+        "steps": len(m.times.wall),
         "samples_per_s": round(settings.batch_size / step_s, 3),
         "step_ms": round(step_s * 1e3, 2),
-        "step_ms_min": round(min(m.step_seconds) * 1e3, 2),
+        "step_ms_min": round(min(m.times.wall) * 1e3, 2),
+        "step_cpu_ms": round(cpu_s * 1e3, 2),
+        "cpu_util": round(cpu_s / (step_s * threads), 3),
         "gflops_per_step": round(m.flops / 1e9, 3),
         "achieved_gflops": round(achieved, 2),
         "peak_gflops": round(peak_gflops, 2),
         "peak_fraction": round(achieved / peak_gflops, 4),
+        "conv_peak_gflops": round(conv_peak, 2),
         "infer_ms_per_slice": round(m.infer_ms, 3),
         "infer_ms_per_slice_batched": round(m.infer_ms_batched, 3),
         "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else "",
@@ -398,7 +451,8 @@ def format_row(row: dict[str, Any]) -> str:
     """A one-line human summary of a row."""
     return (
         f"{row['method']:>6} [{row['stage']}]: {row['samples_per_s']:8.2f} samples/s, "
-        f"{row['step_ms']:9.1f} ms/step, {row['gflops_per_step']:8.2f} GFLOP/step, "
+        f"{row['step_ms']:9.1f} ms/step ({row['step_cpu_ms']:.0f} CPU ms, util {row['cpu_util']:.2f}), "
+        f"{row['gflops_per_step']:8.2f} GFLOP/step, "
         f"{100 * row['peak_fraction']:5.1f} % of {row['peak_gflops']:.0f} GFLOP/s, "
         f"inference {row['infer_ms_per_slice']:.2f} ms/slice"
     )
@@ -422,6 +476,7 @@ def run_bench(
     check_methods(methods)
     resolve_device(settings.device)
     peak = machine_peak_gflops(settings.device, peak_sizes)
+    conv_peak = conv_peak_gflops(settings.device)
     jobs: list[tuple[str, int | None]] = []
     for m in methods:
         n_stages = len(method_stages(m, [Keys.IMAGE, Keys.LABEL]))
@@ -430,9 +485,10 @@ def run_bench(
     for method, stage in jobs:
         measurements.append(measure_method(settings, method, stage))
         if log:
-            log(format_row(to_row(settings, measurements[-1], peak)))
+            log(format_row(to_row(settings, measurements[-1], peak, conv_peak)))
     peak = max(peak, machine_peak_gflops(settings.device, peak_sizes))
-    return [to_row(settings, m, peak) for m in measurements]
+    conv_peak = max(conv_peak, conv_peak_gflops(settings.device))
+    return [to_row(settings, m, peak, conv_peak) for m in measurements]
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike, append: bool = False) -> Path:

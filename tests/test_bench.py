@@ -67,8 +67,8 @@ def test_methods_cost_what_their_terms_need() -> None:
 
 def test_ioda_stage_is_named_in_the_row() -> None:
     m = measure_method(TINY, "ioda", stage=1)
-    assert m.stage == "pretrain_y" and len(m.step_seconds) == TINY.steps
-    row = to_row(TINY, m, peak_gflops=100.0)
+    assert m.stage == "pretrain_y" and len(m.times.wall) == len(m.times.cpu) == TINY.steps
+    row = to_row(TINY, m, peak_gflops=100.0, conv_peak=100.0)
     assert row["stage"] == "pretrain_y" and row["steps"] == TINY.steps
 
 
@@ -79,7 +79,8 @@ def test_run_bench_rows_are_complete_and_sane(tmp_path) -> None:
         assert set(BENCH_COLUMNS) == set(r)
         assert r["samples_per_s"] > 0 and r["step_ms"] > 0 and r["gflops_per_step"] > 0
         assert 0 < r["peak_fraction"] < 2
-        assert r["infer_ms_per_slice"] > 0
+        assert r["infer_ms_per_slice"] > 0 and r["conv_peak_gflops"] > 0
+        assert 0 < r["cpu_util"] <= 1.2 and r["step_cpu_ms"] > 0
         assert math.isclose(r["samples_per_s"], TINY.batch_size / (r["step_ms"] / 1e3), rel_tol=1e-3)
     path = write_csv(rows, tmp_path / "b.csv")
     write_csv(rows[:1], path, append=True)

@@ -123,12 +123,17 @@ def _train_tiny(steps: int = 90) -> dict[str, torch.Tensor]:
     y = torch.as_tensor(np.stack([r[Keys.LABEL][0] for r in rows]))
     optimiser = torch.optim.Adam(net.generators.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(rows), (8,), generator=g)
-        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: a second thread only adds waiting on a busy machine
+    try:
+        for _ in range(steps):
+            idx = torch.randint(0, len(rows), (8,), generator=g)
+            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     return net.state_dict()
 
 

@@ -11,10 +11,13 @@ EPILOG = """\
 what is measured (one CSV row per method):
   samples_per_s, step_ms   SemiSupervisedTrainer._iteration on a fixed synthetic SIT batch
                            (median of --steps timed steps after --warmup untimed ones)
+  step_cpu_ms, cpu_util    process CPU time of a step, and CPU / (wall x threads): well below 1
+                           means other processes shared the cores (wall times are upper bounds)
   gflops_per_step          conv / matmul FLOPs of the step as executed, forward + backward
                            (torch.utils.flop_counter.FlopCounterMode)
-  peak_gflops, peak_fraction   fp32 torch.mm peak measured in the same run, same threads;
-                           achieved GFLOP/s / peak
+  peak_gflops, peak_fraction   fp32 torch.mm peak measured in the same run, same threads
+                           (best over --peak-sizes); achieved GFLOP/s / peak
+  conv_peak_gflops         fp32 3x3 convolution (64 channels, 32x32) throughput, for reference
   infer_ms_per_slice       network(x) -> y logits at batch 1 under inference_mode
                            (infer_ms_per_slice_batched: per slice at --batch-size)
 IODA is measured in its fine-tune stage (--all-stages adds its pre-training stages).

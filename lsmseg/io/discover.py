@@ -139,7 +139,27 @@ def _scan_dicom(path: Path, explicit: bool) -> _Header | None:
             f"{path.name} is truncated: its pixel data needs {value_tell + length} bytes, the file has {size}"
         )
         return header._replace(error=error)
+    if not hasattr(element, "length"):  # under defer_size: read at once, so count what came
+        expected_bytes = _native_pixel_bytes(ds)
+        found = len(getattr(element, "value", b"") or b"")
+        if expected_bytes is not None and found < expected_bytes:
+            return header._replace(
+                error=f"{path.name} is truncated: its pixel data needs {expected_bytes} bytes, the file holds {found}"
+            )
     return header
+
+
+def _native_pixel_bytes(ds: pydicom.Dataset) -> int | None:
+    """Bytes of uncompressed pixel data the header declares; None for compressed transfer syntaxes."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and UID(syntax).is_compressed:
+        return None
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.BitsAllocated)
+        return int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * frames * bits // 8
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _series_case(headers: list[_Header]) -> CaseSource:
