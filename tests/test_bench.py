@@ -73,7 +73,7 @@ def test_ioda_stage_is_named_in_the_row() -> None:
 
 
 def test_run_bench_rows_are_complete_and_sane(tmp_path) -> None:
-    rows = run_bench(TINY, ["basic", "lsm"], peak_sizes=(128, 256))
+    rows = run_bench(TINY, ["basic", "lsm"], peak_sizes=(128, 256), rounds=2)
     assert [r["method"] for r in rows] == ["basic", "lsm"]
     for r in rows:
         assert set(BENCH_COLUMNS) == set(r)

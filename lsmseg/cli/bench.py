@@ -10,7 +10,8 @@ import argparse
 EPILOG = """\
 what is measured (one CSV row per method):
   samples_per_s, step_ms   SemiSupervisedTrainer._iteration on a fixed synthetic SIT batch
-                           (median of --steps timed steps after --warmup untimed ones)
+                           (median of --steps timed steps after --warmup untimed ones; with
+                           --rounds R, the fastest of R such rounds)
   step_cpu_ms, cpu_util    process CPU time of a step, and CPU / (wall x threads): well below 1
                            means other processes shared the cores (wall times are upper bounds)
   gflops_per_step          conv / matmul FLOPs of the step as executed, forward + backward
@@ -84,8 +85,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--warmup", type=_non_negative_int, default=3, metavar="W", help="untimed steps (default 3)"
     )
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=1,
+        metavar="R",
+        help="time every method R times, keep each one's fastest round (shared machines; default 1)",
+    )
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
-    p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights (also on CPU)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights")
     p.add_argument("--compile", action="store_true", help="torch.compile the generators")
     p.add_argument("--threads", type=_positive_int, metavar="T", help="torch threads (default: torch's)")
     p.add_argument(
@@ -127,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
     )
     rows = run_bench(
-        settings, args.methods, all_stages=args.all_stages, log=print, peak_sizes=args.peak_sizes
+        settings,
+        args.methods,
+        all_stages=args.all_stages,
+        log=print,
+        peak_sizes=args.peak_sizes,
+        rounds=args.rounds,
     )
     path = write_csv(rows, args.out, append=args.append)
     print(f"results: {path}")

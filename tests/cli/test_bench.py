@@ -29,12 +29,13 @@ def test_bench_writes_one_row_per_method_with_every_column(tmp_path: Path, capsy
     assert "samples/s" in capsys.readouterr().out
 
 
-def test_bench_profile_and_append(tmp_path: Path) -> None:
+def test_bench_profile_rounds_and_append(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.csv"
-    args = ["bench", *TINY, "--methods", "lsm", "--out", str(out)]
+    args = ["bench", *TINY, "--methods", "lsm", "--rounds", "2", "--out", str(out)]
     assert main([*args, "--profile", str(tmp_path / "prof")]) == 0
     assert main([*args, "--append"]) == 0
-    assert len(out.read_text().strip().splitlines()) == 3
+    assert len(out.read_text().strip().splitlines()) == 3  # header + one row per call
+    assert "round 2/2" in capsys.readouterr().out
     table = next((tmp_path / "prof").glob("profile_lsm_*.txt")).read_text()
     assert "Self CPU" in table and "convolution" in table
 
