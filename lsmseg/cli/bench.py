@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from lsmseg.cli.args import csv_list, positive_int
+
 EPILOG = """\
 what is measured (one CSV row per method):
   samples_per_s, step_ms   SemiSupervisedTrainer._iteration on a fixed synthetic SIT batch
@@ -30,25 +32,8 @@ examples:
 """
 
 
-def _csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
 def _sizes(text: str) -> list[int]:
-    return [_positive_int(t) for t in _csv_list(text)]
+    return [positive_int(t) for t in csv_list(text)]
 
 
 def _non_negative_int(text: str) -> int:
@@ -72,22 +57,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default cpu)")
     p.add_argument(
         "--methods",
-        type=_csv_list,
+        type=csv_list,
         default=["basic", "sop", "ioda", "lsm"],
         metavar="M,...",
         help="(default basic,sop,ioda,lsm)",
     )
-    p.add_argument("--ngf", type=_positive_int, default=64, help="generator width (default 64)")
-    p.add_argument("--ndf", type=_positive_int, default=64, help="latent critic width (default 64)")
-    p.add_argument("--image-size", type=_positive_int, default=128, metavar="S", help="pixels (default 128)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="(default 16)")
-    p.add_argument("--steps", type=_positive_int, default=10, metavar="K", help="timed steps (default 10)")
+    p.add_argument("--ngf", type=positive_int, default=64, help="generator width (default 64)")
+    p.add_argument("--ndf", type=positive_int, default=64, help="latent critic width (default 64)")
+    p.add_argument("--image-size", type=positive_int, default=128, metavar="S", help="pixels (default 128)")
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="(default 16)")
+    p.add_argument("--steps", type=positive_int, default=10, metavar="K", help="timed steps (default 10)")
     p.add_argument(
         "--warmup", type=_non_negative_int, default=3, metavar="W", help="untimed steps (default 3)"
     )
     p.add_argument(
         "--rounds",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="R",
         help="time every method R times, keep each one's fastest round (shared machines; default 1)",
@@ -95,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights")
     p.add_argument("--compile", action="store_true", help="torch.compile the generators")
-    p.add_argument("--threads", type=_positive_int, metavar="T", help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, metavar="T", help="torch threads (default: torch's)")
     p.add_argument(
         "--peak-sizes",
         type=_sizes,

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lsmseg.cli.args import positive_int
+
 if TYPE_CHECKING:
     from lsmseg.segment import SegmentReport
 
@@ -62,16 +64,6 @@ def _cutoff_names(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +123,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", help="keep the finished cases of an earlier run in DIR")
     p.add_argument(
-        "--batch-size", type=_positive_int, default=8, metavar="N", help="slices per network call (default 8)"
+        "--batch-size", type=positive_int, default=8, metavar="N", help="slices per network call (default 8)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     # SUPPRESS: absent here, the top-level `lsmseg --debug segment ...` value is kept

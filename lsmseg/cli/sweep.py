@@ -13,6 +13,8 @@ import signal
 import sys
 from typing import Any
 
+from lsmseg.cli.args import csv_list, positive_int
+
 EPILOG = """\
 outputs (in --out DIR):
   results.csv    method, proportion, seed, metric, best_epoch, seconds (+ metric_name,
@@ -39,16 +41,9 @@ examples:
 """
 
 
-def _csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
 def _proportions(text: str) -> list[float]:
     values = []
-    for item in _csv_list(text):
+    for item in csv_list(text):
         try:
             p = float(item)
         except ValueError:
@@ -57,16 +52,6 @@ def _proportions(text: str) -> list[float]:
             raise argparse.ArgumentTypeError(f"proportion {item!r} is not in (0, 1] (1 = all pairs)")
         values.append(p)
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -93,16 +78,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder, e.g. bundles/lsm_sit")
     p.add_argument(
-        "--methods", required=True, type=_csv_list, metavar="M,...", help="basic, sop, ioda, lsm, lsmABCD"
+        "--methods", required=True, type=csv_list, metavar="M,...", help="basic, sop, ioda, lsm, lsmABCD"
     )
     p.add_argument(
         "--proportions", required=True, type=_proportions, metavar="P,...", help="paired fractions in (0, 1]"
     )
-    p.add_argument("--seeds", required=True, type=_positive_int, metavar="N", help="seeds 0 .. N-1")
+    p.add_argument("--seeds", required=True, type=positive_int, metavar="N", help="seeds 0 .. N-1")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed when it exists)")
     p.add_argument("--preset", choices=("paper", "cpu"), default="paper", help="(default paper)")
-    p.add_argument("--max-epochs", type=_positive_int, metavar="E", help="epoch budget of each stage")
-    p.add_argument("--patience", type=_positive_int, metavar="P", help="validations without improvement")
+    p.add_argument("--max-epochs", type=positive_int, metavar="E", help="epoch budget of each stage")
+    p.add_argument("--patience", type=positive_int, metavar="P", help="validations without improvement")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -114,12 +99,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         metavar="J",
         help="runs at a time (default: one per CPU core with --preset cpu, else 1)",
     )
     p.add_argument(
-        "--threads", type=_positive_int, metavar="T", help="torch threads per run (default: CPUs / jobs)"
+        "--threads", type=positive_int, metavar="T", help="torch threads per run (default: CPUs / jobs)"
     )
 
 

@@ -1,0 +1,24 @@
+"""Argument types shared by the sub-commands (argparse ``type=`` callables)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def csv_list(text: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; an empty list is a usage error."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1, else a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
