@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from ignite.engine import Engine, Events
 
+from lsmseg.engines.record import ModelRecord, write_model_record
 from lsmseg.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ class StagedEarlyStopping:
         min_delta: smallest improvement that counts.
         mode: ``max`` when a higher key metric is better (IoU), ``min`` when lower is (NRMSE).
             Stages without the translation always minimise their validation loss.
+        record: what the network is (``network``, ``preprocessing``, ``class_names`` and a
+            ``training`` dict of run settings, see :mod:`lsmseg.engines.record`); written as
+            ``model.json`` beside ``ckpt_path`` with every saved checkpoint, its ``training``
+            completed by the best metric and epoch, epochs run and whether the run finished.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class StagedEarlyStopping:
         trainer: Any = None,
         min_delta: float = 0.0,
         mode: Literal["max", "min"] = "max",
+        record: Mapping[str, Any] | None = None,
     ) -> None:
         if int(patience) < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
@@ -59,6 +66,8 @@ class StagedEarlyStopping:
         self.patience = int(patience)
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.min_delta = float(min_delta)
+        self.mode = mode
+        self.record = dict(record) if record is not None else None
         self.trainer: Any = None
         self._reset()
         self.best_metric = -self.sign * math.inf  # of the final stage: what the checkpoint holds
@@ -112,6 +121,9 @@ class StagedEarlyStopping:
                 trainer.state.best_metric, trainer.state.best_metric_epoch = metric, trainer.state.epoch
                 if self.ckpt_path is not None:
                     save_state_dict(self.best_state, self.ckpt_path)
+                    self._write_record(
+                        finished=False, metric_name=getattr(evaluator.state, "key_metric_name", None)
+                    )
         else:
             self.wait += 1
         budget_spent = trainer.state.epoch - trainer.stage_start_epoch >= trainer.stage_epochs
@@ -132,3 +144,28 @@ class StagedEarlyStopping:
 
     def _restore_at_end(self, engine: Engine) -> None:
         self._restore()
+        self._write_record(finished=True)
+
+    def _write_record(self, finished: bool, metric_name: str | None = None) -> None:
+        """``model.json`` beside the checkpoint: the network as data plus how training went."""
+        if self.record is None or self.ckpt_path is None or not self.ckpt_path.is_file():
+            return
+        record = ModelRecord(
+            network=self.record["network"],
+            preprocessing=dict(self.record.get("preprocessing") or {}),
+            class_names=list(self.record.get("class_names") or []),
+            training=dict(self.record.get("training") or {}),
+        )
+        trainer = self.trainer
+        if metric_name is not None:
+            self._metric_name = metric_name
+        record.training.update(
+            metric=getattr(self, "_metric_name", None),
+            mode=self.mode,
+            best_metric=float(self.best_metric) if math.isfinite(self.best_metric) else None,
+            best_epoch=int(self.best_epoch),
+            epochs_run=int(trainer.state.epoch),
+            max_epochs=int(trainer.state.max_epochs or 0),
+            finished=bool(finished),
+        )
+        write_model_record(record, self.ckpt_path)

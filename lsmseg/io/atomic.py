@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 PathLike = str | os.PathLike[str]
 
@@ -47,3 +51,44 @@ def atomic_write(path: PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` all-or-nothing."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json_atomic(path: PathLike, data: Any, **dumps: Any) -> Path:
+    """Write ``data`` as indented JSON (NaN refused unless ``allow_nan=True``) all-or-nothing."""
+    dumps.setdefault("indent", 2)
+    dumps.setdefault("allow_nan", False)
+    return write_text_atomic(path, json.dumps(data, **dumps) + "\n")
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell: None and NaN empty, floats in full precision, lists/dicts as JSON, and
+    text that a spreadsheet would run as a formula (starting with ``= + - @``) prefixed with
+    ``'`` (OWASP CSV injection); numbers keep their sign."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def write_csv_atomic(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write ``rows`` under a header of ``columns`` (keys outside them ignored, missing ones
+    empty) with :mod:`csv` quoting and :func:`csv_cell` values, all-or-nothing."""
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: csv_cell(row.get(c)) for c in columns})
+    return Path(path)
