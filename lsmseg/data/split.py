@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,3 +85,24 @@ def row_sampler(rows: Sequence[dict], seed: int = 0, distributed: bool = False) 
     return torch.utils.data.WeightedRandomSampler(
         weights.tolist(), num_samples=len(rows), replacement=True, generator=g
     )
+
+
+def rows_from_split(split: SupervisionSplit, row: Callable[[int, Mode], dict]) -> dict[str, list[dict]]:
+    """Training, validation and test rows of a split, built by ``row(index, mode)``.
+
+    Training rows are the paired rows, then the x-only and y-only halves; validation and test
+    rows are paired. ``row`` zero-fills (or drops) the view its ``mode`` hides.
+
+    Returns:
+        {"train": [...], "valid": [...], "test": [...]}.
+    """
+    train = (
+        [row(i, Mode.PAIRED) for i in split.paired]
+        + [row(i, Mode.X_ONLY) for i in split.x_only]
+        + [row(i, Mode.Y_ONLY) for i in split.y_only]
+    )
+    return {
+        "train": train,
+        "valid": [row(i, Mode.PAIRED) for i in split.valid],
+        "test": [row(i, Mode.PAIRED) for i in split.test],
+    }
