@@ -1,36 +1,62 @@
-"""Helpers the bundle configs call: locating a bundle and checking a run's settings up front."""
+"""The glue bundle configs call: locating a bundle and checking a run's settings up front."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from lsmseg.data.split import check_proportion
+from lsmseg.errors import UsageError
+from lsmseg.errors import fail as fail
 from lsmseg.methods.config import Lambdas, check_adversarial, method_stages
 
 
-def root(name: str) -> str:
-    """Folder of the bundle ``name``: ``$LSMSEG_BUNDLES/<name>``, ``./bundles/<name>``, ``.`` when
-    the working directory is the bundle itself, or the repository's ``bundles/<name>``.
-
-    Override with ``--bundle_root DIR`` on the command line.
-    """
+def _search_path(name: str) -> list[Path]:
+    """Where a bundle called ``name`` is looked for, in order."""
     candidates = []
     if os.environ.get("LSMSEG_BUNDLES"):
         candidates.append(Path(os.environ["LSMSEG_BUNDLES"]) / name)
     cwd = Path.cwd()
-    candidates += [cwd / "bundles" / name, cwd, Path(__file__).resolve().parents[1] / "bundles" / name]
+    candidates += [cwd / "bundles" / name, cwd, Path(__file__).resolve().parents[2] / "bundles" / name]
+    return candidates
+
+
+def find_bundle(bundle: str | os.PathLike[str]) -> Path:
+    """A bundle folder from a path (an existing folder) or a name.
+
+    A name is looked up in ``$LSMSEG_BUNDLES/<name>``, ``./bundles/<name>``, ``.`` when the
+    working directory is the bundle itself, and the source checkout's ``bundles/<name>``.
+
+    Raises:
+        UsageError: no such folder, naming where it looked and how to point at one.
+    """
+    path = Path(bundle)
+    if path.is_dir() and (path / "configs").is_dir():
+        return path
+    if len(path.parts) > 1 or path.is_absolute():
+        raise UsageError(f"bundle folder {path} does not exist or has no configs/ folder")
+    name = str(bundle)
+    candidates = _search_path(name)
     for c in candidates:
-        if (c / "configs" / "train.json").is_file() and c.name == name:
-            return str(c)
-    raise SystemExit(f"lsmseg: cannot find bundle {name!r}; pass --bundle_root DIR or set LSMSEG_BUNDLES")
+        if (c / "configs" / "train.json").is_file() and c.resolve().name == name:
+            return c
+    looked = ", ".join(str(c) for c in candidates)
+    raise UsageError(
+        f"cannot find bundle {name!r} (looked in {looked}): pass a bundle folder, "
+        "--bundle_root DIR, or set LSMSEG_BUNDLES to the folder holding it"
+    )
 
 
-def fail(message: str) -> NoReturn:
-    """Stop a bundle run with a one-line message in the user's terms (no traceback)."""
-    raise SystemExit(f"lsmseg: error: {message}")
+def root(name: str) -> str:
+    """Folder of the bundle ``name`` for bundle configs (see :func:`find_bundle`); a missing
+    bundle ends the run with one line. Override with ``--bundle_root DIR`` on the command line.
+    """
+    try:
+        return str(find_bundle(name))
+    except UsageError as err:
+        fail(str(err))
 
 
 def check_dataset_dir(dataset_dir: str | os.PathLike) -> str:
