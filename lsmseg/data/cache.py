@@ -14,7 +14,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("LSMSEG_DATA", Path.home() / ".cache" / "lsmseg"))
 
 
-def generated_folder(name: str, build: Callable[[Path], None], root: Path | None = None) -> Path:
+def generated_folder(name: str, build: Callable[[Path], object], root: Path | None = None) -> Path:
     """``<root>/<name>``, built by ``build(tmp_folder)`` on first use.
 
     The folder appears whole or not at all: ``build`` fills a temporary sibling that is renamed

@@ -21,16 +21,25 @@ The split is the 300-W one of the reference implementation: sequential 60 / 20 /
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from lsmseg.data.split import supervision_split
-from lsmseg.data.w300 import IMAGE_SIZE, N_POINTS, find_300w_pairs, load_300w, read_pts, square_crop_box
+from lsmseg.data.cache import generated_folder
+from lsmseg.data.faces import write_300w_layout
+from lsmseg.data.split import rows_from_split, supervision_split
+from lsmseg.data.w300 import (
+    IMAGE_SIZE,
+    N_POINTS,
+    as_rgb_float,
+    find_300w_pairs,
+    load_300w,
+    preprocess_face,
+    read_pts,
+    square_crop_box,
+)
+from lsmseg.errors import fail
 from lsmseg.keys import Keys, Mode
 
 LANDMARKS = "landmarks"  # name of the landmark domain and its key in rows and batches
@@ -101,8 +110,6 @@ def landmark_layout(dataset_dir: str | Path) -> Literal["prepared", "300w"]:
 
 def check_landmark_dir(dataset_dir: str | Path) -> str:
     """Bundle check before any work: a missing, empty or unreadable folder ends the run with one line."""
-    from lsmseg.bundle import fail
-
     try:
         landmark_layout(dataset_dir)
     except (OSError, ValueError) as err:
@@ -160,13 +167,7 @@ def make_landmark_rows(
             Keys.MODE: int(mode),
         }
 
-    return {
-        "train": [row(i, Mode.PAIRED) for i in split.paired]
-        + [row(i, Mode.X_ONLY) for i in split.x_only]
-        + [row(i, Mode.Y_ONLY) for i in split.y_only],
-        "valid": [row(i, Mode.PAIRED) for i in split.valid],
-        "test": [row(i, Mode.PAIRED) for i in split.test],
-    }
+    return rows_from_split(split, row)
 
 
 def load_landmark_rows(
@@ -180,33 +181,20 @@ def load_landmark_rows(
 def embedded_faces(n: int = 600, seed: int = 0) -> str:
     """Path of the embedded synthetic face set (300-W layout), generated on first use.
 
-    600 faces by default, as 300-W (300 indoor + 300 outdoor). Written under
-    ``lsmseg.data.sit.cache_root()`` into a temp folder renamed into place, so concurrent first
-    runs (e.g. DDP ranks) never read a half-written set.
+    600 faces by default, as 300-W (300 indoor + 300 outdoor), under
+    :func:`lsmseg.data.cache.cache_root` (see :func:`~lsmseg.data.cache.generated_folder`).
     """
-    from lsmseg.data.faces import write_300w_layout
-    from lsmseg.data.sit import cache_root
-
-    folder = cache_root() / f"faces300w-n{n}-s{seed}-v1"
-    if not folder.is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".faces300w-"))
-        write_300w_layout(tmp, n, seed)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process won the race
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(folder)
+    return str(generated_folder(f"faces300w-n{n}-s{seed}-v1", lambda tmp: write_300w_layout(tmp, n, seed)))
 
 
 # --- inference ---------------------------------------------------------------------------------
+
+
 def _resize_rgb(image: np.ndarray, image_size: int) -> np.ndarray:
     """(H, W[, 3|4]) image -> (3, S, S) float32 in [0, 1], resized (anisotropically if not square)."""
     from skimage.transform import resize
 
-    from lsmseg.data.w300 import _as_rgb_float
-
-    rgb = _as_rgb_float(image)  # (H, W, 3) in [0, 1]
+    rgb = as_rgb_float(image)  # (H, W, 3) in [0, 1]
     anti_alias = max(rgb.shape[:2]) > image_size
     small = resize(rgb, (image_size, image_size), order=1, anti_aliasing=anti_alias, preserve_range=True)
     return np.clip(small, 0.0, 1.0).transpose(2, 0, 1).astype(np.float32)
@@ -256,8 +244,6 @@ def face_inputs(folder: str | Path, image_size: int = IMAGE_SIZE) -> list[dict]:
         return rows
     pairs = find_300w_pairs(folder)
     if pairs:
-        from lsmseg.data.w300 import preprocess_face
-
         for image_path, pts_path in pairs:
             points = read_pts(pts_path)
             x0, y0, side = square_crop_box(points)

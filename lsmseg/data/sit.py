@@ -9,15 +9,25 @@ gravel (canvas) textures, and any two grayscale images can be given by path.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from lsmseg.data.split import supervision_split
+from lsmseg.data.cache import cache_root, generated_folder
+from lsmseg.data.split import rows_from_split, supervision_split
 from lsmseg.keys import Keys, Mode
+
+__all__ = [
+    "SIT_SIZE",
+    "cache_root",  # re-exported: lsmseg.data.cache is its home
+    "embedded_sit",
+    "generate_sit",
+    "load_sit",
+    "make_rows",
+    "read_sit_folder",
+    "ring",
+    "write_sit_folder",
+]
 
 SIT_SIZE = 128
 
@@ -111,23 +121,14 @@ def read_sit_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return x, (y > 0.5).astype(np.int64)
 
 
-def cache_root() -> Path:
-    """Where embedded data sets are generated: ``$LSMSEG_DATA`` or ``~/.cache/lsmseg``."""
-    return Path(os.environ.get("LSMSEG_DATA", Path.home() / ".cache" / "lsmseg"))
-
-
 def embedded_sit(n: int = 500, seed: int = 0) -> str:
-    """Path of the embedded SIT set, generated on first use (atomically: a temp dir renamed)."""
-    folder = cache_root() / f"sit-n{n}-s{seed}-v1"
-    if not folder.is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".sit-"))
-        write_sit_folder(tmp, *generate_sit(n, seed=seed))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process won the race
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(folder)
+    """Path of the embedded SIT set (``n`` pairs at 128x128), generated on first use under
+    :func:`lsmseg.data.cache.cache_root` (see :func:`~lsmseg.data.cache.generated_folder`)."""
+    return str(
+        generated_folder(
+            f"sit-n{n}-s{seed}-v1", lambda tmp: write_sit_folder(tmp, *generate_sit(n, seed=seed))
+        )
+    )
 
 
 def make_rows(
@@ -153,16 +154,7 @@ def make_rows(
             Keys.MODE: int(mode),
         }
 
-    train = (
-        [row(i, Mode.PAIRED) for i in split.paired]
-        + [row(i, Mode.X_ONLY) for i in split.x_only]
-        + [row(i, Mode.Y_ONLY) for i in split.y_only]
-    )
-    return {
-        "train": train,
-        "valid": [row(i, Mode.PAIRED) for i in split.valid],
-        "test": [row(i, Mode.PAIRED) for i in split.test],
-    }
+    return rows_from_split(split, row)
 
 
 def load_sit(dataset_dir: str | Path, proportion: float = 1.0, seed: int = 0) -> dict[str, list[dict]]:

@@ -133,7 +133,7 @@ def find_300w_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _as_rgb_float(image: np.ndarray) -> np.ndarray:
+def as_rgb_float(image: np.ndarray) -> np.ndarray:
     """(H, W), (H, W, 3) or (H, W, 4) uint8 / float image -> (H, W, 3) float64 in [0, 1]."""
     image = np.asarray(image)
     if image.ndim == 2:
@@ -180,7 +180,7 @@ def preprocess_face(
         landmarks: (2 * 68,) float32 in [0, 1], interleaved (x0, y0, x1, y1, ...), each point's
             position in the crop as a fraction of its side: ``(p - (crop_origin - 0.5)) / side``.
     """
-    rgb = _as_rgb_float(image)
+    rgb = as_rgb_float(image)
     points = np.asarray(points, dtype=np.float64)
     x0, y0, side = square_crop_box(points)
     crop = rgb[max(y0, 0) : max(y0 + side, 0), max(x0, 0) : max(x0 + side, 0)]
