@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lsmseg.data.split import row_sampler, row_weights, supervision_split
+from lsmseg.data.split import row_sampler, row_weights, rows_from_split, supervision_split
 from lsmseg.keys import Mode
 
 
@@ -35,3 +35,17 @@ def test_weighted_sampling_balances_paired_and_unpaired_rows() -> None:
     rows = [{"mode": int(m)} for m in modes]
     drawn = torch.tensor([rows[i]["mode"] for i in row_sampler(rows, seed=0)])
     assert 0.35 < float((drawn == Mode.PAIRED).float().mean()) < 0.65
+
+
+def test_rows_from_split_orders_rows_and_hides_views() -> None:
+    s = supervision_split(10, 0.5, seed=0)  # train 0..6 (4 paired, 1 + 1 unpaired), valid 7, test 8, 9
+    rows = rows_from_split(s, lambda i, mode: {"i": i, "mode": mode})
+    train = [(r["i"], r["mode"]) for r in rows["train"]]
+    assert train == (
+        [(i, Mode.PAIRED) for i in s.paired]
+        + [(i, Mode.X_ONLY) for i in s.x_only]
+        + [(i, Mode.Y_ONLY) for i in s.y_only]
+    )
+    assert len(s.paired) == 4 and len(s.x_only) == len(s.y_only) == 1
+    assert rows["valid"] == [{"i": 7, "mode": Mode.PAIRED}]
+    assert rows["test"] == [{"i": 8, "mode": Mode.PAIRED}, {"i": 9, "mode": Mode.PAIRED}]
