@@ -5,7 +5,7 @@
 ``<300W root>`` holds ``01_Indoor`` and ``02_Outdoor`` (directly or one folder down). Writes
 ``<dir>/images.npy`` (N, 3, 64, 64) float32 in [0, 1], ``<dir>/landmarks.npy`` (N, 136) float32 in
 [0, 1] (interleaved x, y, as fractions of the square face crop) and ``<dir>/ids.txt`` (one
-``indoor_001``-style id per row). A face whose image or ``.pts`` cannot be read is skipped and named.
+``indoor_001``-style id per row), each file written atomically. A face whose image or ``.pts`` cannot be read is skipped and named.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from skimage.io import imread
 
     from lsmseg.data.w300 import find_300w_pairs, preprocess_face, read_pts
+    from lsmseg.io.atomic import atomic_write, write_text_atomic
 
     if not args.src.is_dir():
         print(f"error: --src {args.src} is not a folder", file=sys.stderr)
@@ -55,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not ids:
         print("error: every face failed to load; nothing written", file=sys.stderr)
         return 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    np.save(args.out / "images.npy", np.stack(images))
-    np.save(args.out / "landmarks.npy", np.stack(landmarks))
-    (args.out / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+    # Each file all-or-nothing, so a rerun after an interruption never reads a truncated array.
+    for name, rows in (("images.npy", images), ("landmarks.npy", landmarks)):
+        with atomic_write(args.out / name) as tmp:
+            np.save(tmp, np.stack(rows))
+    write_text_atomic(args.out / "ids.txt", "\n".join(ids) + "\n")
     print(f"{len(ids)} faces ({len(pairs) - len(ids)} skipped) -> {args.out}")
     return 0
 
