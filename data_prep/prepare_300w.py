@@ -5,7 +5,8 @@
 ``<300W root>`` holds ``01_Indoor`` and ``02_Outdoor`` (directly or one folder down). Writes
 ``<dir>/images.npy`` (N, 3, 64, 64) float32 in [0, 1], ``<dir>/landmarks.npy`` (N, 136) float32 in
 [0, 1] (interleaved x, y, as fractions of the square face crop) and ``<dir>/ids.txt`` (one
-``indoor_001``-style id per row), each file written atomically. A face whose image or ``.pts`` cannot be read is skipped and named.
+``indoor_001``-style id per row), each file written atomically. A face whose image or ``.pts``
+cannot be read is skipped and named.
 """
 
 from __future__ import annotations

@@ -257,7 +257,15 @@ def render_face(rng: np.random.Generator, render_size: int = RENDER_SIZE) -> tup
     face3d = _expression(p)
     points = np.round(camera(face3d), 4)  # (68, 2)
     canvas = _Canvas(_background(rng, p.background, render_size))
+    _paint_head(canvas, camera, points, p)
+    _paint_eyes(canvas, points, p)
+    _paint_brows_and_nose(canvas, camera, face3d, points, p)
+    _paint_mouth(canvas, camera, face3d, points, p)
+    return _expose(rng, canvas.image, p), points
 
+
+def _paint_head(canvas: _Canvas, camera: _Camera, points: np.ndarray, p: FaceParams) -> None:
+    """Hair behind the head, clothes, neck, then the skin (shaded towards the outline) and fringe."""
     # Head outline: jaw (left ear -> chin -> right ear), closed by a forehead arc over the top.
     arc = np.linspace(0, np.pi, 11)[1:-1]
     forehead = np.stack([np.cos(arc), -0.3 - np.sin(arc), 0.7 * np.sin(arc)], axis=1)
@@ -280,7 +288,9 @@ def render_face(rng: np.random.Generator, render_size: int = RENDER_SIZE) -> tup
         cap[:, 1] = np.minimum(cap[:, 1], p.hairline)
         canvas.fill(camera(np.concatenate([cap, np.full((48, 1), 0.6)], axis=1)), p.hair)
 
-    # Eyes: socket shadow, sclera, iris and pupil clipped to the lids, dark lid lines.
+
+def _paint_eyes(canvas: _Canvas, points: np.ndarray, p: FaceParams) -> None:
+    """Socket shadow, sclera, iris and pupil clipped to the lids, dark lid lines."""
     lid_width = max(1.0, 0.035 * p.scale)
     for name in ("right_eye", "left_eye"):
         eye = points[IBUG_68[name]]
@@ -296,7 +306,12 @@ def render_face(rng: np.random.Generator, render_size: int = RENDER_SIZE) -> tup
         canvas.line(eye[[0, 1, 2, 3]], 0.08, lid_width * 1.3)
         canvas.line(eye[[3, 4, 5, 0]], p.skin * 0.45, lid_width * 0.7)
 
-    # Eyebrows: a band hanging from the landmark curve (iBUG marks the upper edge), darkened hair colour.
+
+def _paint_brows_and_nose(
+    canvas: _Canvas, camera: _Camera, face3d: np.ndarray, points: np.ndarray, p: FaceParams
+) -> None:
+    """Eyebrows, then the nose: bridge shadow away from the light, base, nostrils."""
+    # A band hanging from the landmark curve (iBUG marks the upper edge), darkened hair colour.
     brow_colour = (p.hair if p.hair is not None else p.skin * 0.5) * 0.6
     for name in ("right_eyebrow", "left_eyebrow"):
         brow = face3d[IBUG_68[name]]
@@ -304,8 +319,6 @@ def render_face(rng: np.random.Generator, render_size: int = RENDER_SIZE) -> tup
             np.concatenate([points[IBUG_68[name]], camera(brow + np.array([0.0, 0.08, 0.0]))[::-1]]),
             brow_colour,
         )
-
-    # Nose: shadow along the bridge on the side away from the light, base, nostrils.
     away = -np.sign(np.cos(p.light_angle) + 1e-6) * 0.07
     canvas.line(camera(face3d[IBUG_68["nose_bridge"]] + [away, 0.0, 0.0]), p.skin * 0.7, 0.05 * p.scale)
     canvas.fill(points[[31, 32, 33, 34, 35, 30]], p.skin * 0.85, alpha=0.6)
@@ -313,7 +326,11 @@ def render_face(rng: np.random.Generator, render_size: int = RENDER_SIZE) -> tup
         nostril = 0.7 * face3d[side] + 0.3 * face3d[30]
         canvas.fill(camera(np.c_[_ellipse(nostril, 0.055, 0.03, 12), np.full(12, nostril[2])]), 0.1)
 
-    # Mouth: lips, then the opening (dark, with upper teeth) between the inner contours.
+
+def _paint_mouth(
+    canvas: _Canvas, camera: _Camera, face3d: np.ndarray, points: np.ndarray, p: FaceParams
+) -> None:
+    """Lips, then the opening (dark, with upper teeth) between the inner contours."""
     canvas.fill(points[48:60], p.lips)
     canvas.fill(points[[48, 49, 50, 51, 52, 53, 54, 64, 63, 62, 61, 60]], p.lips * 0.85)
     opening = canvas.mask(points[60:68])
@@ -325,16 +342,17 @@ def render_face(rng: np.random.Generator, render_size: int = RENDER_SIZE) -> tup
         canvas.fill(canvas.mask(camera(teeth)) & opening, np.array([0.92, 0.9, 0.82]))
     canvas.line(points[[60, 61, 62, 63, 64]], p.lips * 0.4, max(1.0, 0.02 * p.scale))
 
-    # Lighting gradient, exposure, lens blur and sensor noise.
-    yy, xx = np.mgrid[0:render_size, 0:render_size]
+
+def _expose(rng: np.random.Generator, image: np.ndarray, p: FaceParams) -> np.ndarray:
+    """(H, W, 3) float RGB -> uint8: lighting gradient, exposure, lens blur and sensor noise."""
+    size = image.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size]
     light = np.cos(p.light_angle) * (xx - p.centre[0]) + np.sin(p.light_angle) * (yy - p.centre[1])
-    light = p.brightness * (
-        1 + p.light_strength * light / (2 * p.scale)
-    )  # (H, W) gain, +-strength/2 on the face
-    image = canvas.image * light[..., None]
+    light = p.brightness * (1 + p.light_strength * light / (2 * p.scale))  # (H, W) gain, +-strength/2
+    image = image * light[..., None]
     image = gaussian_filter(image, sigma=(0.6, 0.6, 0))
     image = image + rng.normal(0.0, p.noise, image.shape)
-    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8), points
+    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
 def _face_rngs(n: int, seed: int) -> list[np.random.Generator]:

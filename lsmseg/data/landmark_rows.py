@@ -217,52 +217,69 @@ def face_inputs(folder: str | Path, image_size: int = IMAGE_SIZE) -> list[dict]:
     Raises:
         FileNotFoundError / ValueError: missing folder, or no face in it.
     """
-    from skimage.io import imread
-
     folder = Path(folder)
     _require_folder(folder)
-    rows: list[dict] = []
-
-    def add(name: str, image: np.ndarray, origin: tuple[float, float], extent: tuple[float, float]) -> None:
-        rows.append(
-            {
-                Keys.IMAGE: image,
-                NAME: name,
-                ORIGIN: np.asarray(origin, np.float32),
-                EXTENT: np.asarray(extent, np.float32),
-            }
-        )
-
     if _is_prepared(folder):
-        images, _ = read_prepared(folder, image_size)
-        ids_file = folder / "ids.txt"
-        ids = ids_file.read_text(encoding="utf-8").split() if ids_file.is_file() else []
-        if len(ids) != len(images):
-            ids = [f"face_{i:04d}" for i in range(len(images))]
-        for name, image in zip(ids, images, strict=True):
-            add(name, image, (0.0, 0.0), (float(image_size), float(image_size)))
-        return rows
-    pairs = find_300w_pairs(folder)
-    if pairs:
-        for image_path, pts_path in pairs:
-            points = read_pts(pts_path)
-            x0, y0, side = square_crop_box(points)
-            image, _ = preprocess_face(imread(image_path), points, image_size)
-            add(image_path.stem, image, (float(x0), float(y0)), (float(side), float(side)))
-        return rows
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES):
-        image = imread(path)
-        add(
-            path.stem,
-            _resize_rgb(image, image_size),
-            (0.0, 0.0),
-            (float(image.shape[1]), float(image.shape[0])),
-        )
+        rows = _prepared_inputs(folder, image_size)
+    elif find_300w_pairs(folder):
+        rows = _300w_inputs(folder, image_size)
+    else:
+        rows = _photo_inputs(folder, image_size)
     if not rows:
         raise ValueError(
             f"no faces in {folder}: expected .png/.jpg face crops, a 300-W layout (01_Indoor/...) "
             f"or {' + '.join(PREPARED_FILES)}"
         )
+    return rows
+
+
+def _input_row(
+    name: str, image: np.ndarray, origin: tuple[float, float], extent: tuple[float, float]
+) -> dict:
+    """One inference row: the (3, S, S) crop, its name, and where it lies in the source (pixels)."""
+    return {
+        Keys.IMAGE: image,
+        NAME: name,
+        ORIGIN: np.asarray(origin, np.float32),
+        EXTENT: np.asarray(extent, np.float32),
+    }
+
+
+def _prepared_inputs(folder: Path, image_size: int) -> list[dict]:
+    """The crops of ``images.npy``, named by ``ids.txt`` when it matches, else ``face_0000`` ..."""
+    images, _ = read_prepared(folder, image_size)
+    ids_file = folder / "ids.txt"
+    ids = ids_file.read_text(encoding="utf-8").split() if ids_file.is_file() else []
+    if len(ids) != len(images):
+        ids = [f"face_{i:04d}" for i in range(len(images))]
+    side = float(image_size)
+    return [
+        _input_row(name, image, (0.0, 0.0), (side, side)) for name, image in zip(ids, images, strict=True)
+    ]
+
+
+def _300w_inputs(folder: Path, image_size: int) -> list[dict]:
+    """Each 300-W face cropped to the square box of its ``.pts`` landmarks (the paper's protocol)."""
+    from skimage.io import imread
+
+    rows = []
+    for image_path, pts_path in find_300w_pairs(folder):
+        points = read_pts(pts_path)
+        x0, y0, side = square_crop_box(points)
+        image, _ = preprocess_face(imread(image_path), points, image_size)
+        rows.append(_input_row(image_path.stem, image, (float(x0), float(y0)), (float(side), float(side))))
+    return rows
+
+
+def _photo_inputs(folder: Path, image_size: int) -> list[dict]:
+    """Every ``.png`` / ``.jpg`` of the folder as a whole-image crop, resized to S x S."""
+    from skimage.io import imread
+
+    rows = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES):
+        image = imread(path)
+        extent = (float(image.shape[1]), float(image.shape[0]))
+        rows.append(_input_row(path.stem, _resize_rgb(image, image_size), (0.0, 0.0), extent))
     return rows
 
 
