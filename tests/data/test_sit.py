@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lsmseg.data.sit import generate_sit, load_sit, read_sit_folder, ring, write_sit_folder
+from lsmseg.data.sit import embedded_sit, generate_sit, load_sit, read_sit_folder, ring, write_sit_folder
 from lsmseg.keys import Mode
 
 
@@ -39,3 +39,15 @@ def test_missing_and_empty_folders_are_refused(tmp_path) -> None:
         read_sit_folder(tmp_path / "nope")
     with pytest.raises(ValueError, match="holds no SIT pairs"):
         read_sit_folder(tmp_path)
+
+
+def test_embedded_sit_is_generated_once_under_the_cache_root(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LSMSEG_DATA", str(tmp_path))
+    folder = embedded_sit(n=6, seed=1)
+    assert folder == str(tmp_path / "sit-n6-s1-v1")
+    x, y = read_sit_folder(folder)
+    assert x.shape == y.shape == (6, 1, 128, 128)
+    assert np.array_equal(x, generate_sit(6, seed=1)[0])
+    assert embedded_sit(n=6, seed=1) == folder and sorted(p.name for p in tmp_path.iterdir()) == [
+        "sit-n6-s1-v1"
+    ]
