@@ -22,7 +22,13 @@ def test_bench_writes_one_row_per_method_with_every_column(tmp_path: Path, capsy
     assert [r["method"] for r in rows] == ["basic", "sop", "ioda", "lsm"]
     assert rows[2]["stage"] == "finetune"
     for r in rows:
-        assert (r["torch_threads"], r["image_size"], r["ngf"], r["batch_size"], r["steps"]) == ("1", "32", "4", "4", "2")
+        assert (r["torch_threads"], r["image_size"], r["ngf"], r["batch_size"], r["steps"]) == (
+            "1",
+            "32",
+            "4",
+            "4",
+            "2",
+        )
     assert capsys.readouterr().out.count("samples/s") == 4
 
 

@@ -49,7 +49,9 @@ def test_tiny_sweep_writes_results_and_plot_then_resumes(tmp_path: Path, tiny_si
     assert "| method | 100 % | 20 % |" in stdout and "4 run(s) done" in stdout
 
     # With a row lost (an interrupted sweep), only that run runs again.
-    kept = [r for r in read_results(out / "results.csv") if (r["method"], r["proportion"]) != ("basic", "0.2")]
+    kept = [
+        r for r in read_results(out / "results.csv") if (r["method"], r["proportion"]) != ("basic", "0.2")
+    ]
     write_results(kept, out / "results.csv")
     assert main(_sweep_args(out, tiny_sit)) == 0
     assert "1 run(s) to do, 3 already" in capsys.readouterr().out
@@ -107,8 +109,12 @@ def test_options_become_the_sweep_arguments(monkeypatch: pytest.MonkeyPatch, tmp
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
     args = ["sweep", "--bundle", "b", "--methods", "lsm,basic", "--proportions", "1,0.05", "--seeds", "3"]
-    extra = ["--max-epochs", "5", "--set", "lambdas={\"adv\": 1}", "--set", "adversarial=bce", "--jobs", "2"]
+    extra = ["--max-epochs", "5", "--set", 'lambdas={"adv": 1}', "--set", "adversarial=bce", "--jobs", "2"]
     assert main([*args, "--out", str(tmp_path), *extra]) == 0
-    assert seen["methods"] == ["lsm", "basic"] and seen["proportions"] == [1.0, 0.05] and seen["seeds"] == [0, 1, 2]
+    assert (
+        seen["methods"] == ["lsm", "basic"]
+        and seen["proportions"] == [1.0, 0.05]
+        and seen["seeds"] == [0, 1, 2]
+    )
     assert seen["overrides"] == {"lambdas": {"adv": 1}, "adversarial": "bce", "max_epochs": 5}
     assert (seen["jobs"], seen["threads"], seen["preset"]) == (2, None, "paper")

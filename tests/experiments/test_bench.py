@@ -54,7 +54,12 @@ def test_a_row_from_known_times_and_flops() -> None:
     """Median step 0.2 s, batch 4, 2 GFLOP per step: 20 samples/s, 10 GFLOP/s, 10 % of 100."""
     row = to_row(TINY, _measurement([0.1, 0.2, 0.3]), peak_gflops=100.0, conv_peak=50.0)
     assert set(row) == set(BENCH_COLUMNS)
-    assert (row["samples_per_s"], row["step_ms"], row["step_ms_min"], row["step_cpu_ms"]) == (20.0, 200.0, 100.0, 100.0)
+    assert (row["samples_per_s"], row["step_ms"], row["step_ms_min"], row["step_cpu_ms"]) == (
+        20.0,
+        200.0,
+        100.0,
+        100.0,
+    )
     assert (row["gflops_per_step"], row["achieved_gflops"], row["peak_fraction"]) == (2.0, 10.0, 0.1)
     assert (row["steps"], row["infer_ms_per_slice"], row["infer_ms_per_slice_batched"]) == (3, 3.0, 1.0)
     assert row["cpu_util"] == round(0.1 / (0.2 * torch.get_num_threads()), 3)

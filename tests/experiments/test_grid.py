@@ -63,6 +63,6 @@ def test_sit_folder_is_generated_once_at_the_size_asked(tmp_path: Path, monkeypa
 def test_a_folder_without_configs_is_not_a_bundle(tmp_path: Path) -> None:
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "train.json").write_text(json.dumps({}))
-    with pytest.raises(FileNotFoundError, match="is not a bundle with configs/evaluate.json"):
+    with pytest.raises(FileNotFoundError, match=r"is not a bundle with configs/evaluate\.json"):
         grid.check_bundle(tmp_path)
     assert grid.check_bundle(SIT_BUNDLE) == SIT_BUNDLE.resolve()

@@ -21,7 +21,9 @@ def fake_child(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(out: Path, lines: list[str]) -> sweep.SweepReport:
-    return sweep.run_sweep(SIT_BUNDLE, **GRID, out=out, overrides={"ngf": 4}, jobs=2, threads=1, log=lines.append)
+    return sweep.run_sweep(
+        SIT_BUNDLE, **GRID, out=out, overrides={"ngf": 4}, jobs=2, threads=1, log=lines.append
+    )
 
 
 def test_sweep_runs_each_cell_and_reports_failures(tmp_path: Path, fake_child: None) -> None:
@@ -56,7 +58,9 @@ def test_a_resumed_sweep_runs_only_what_is_missing(tmp_path: Path, fake_child: N
     assert sorted(s.name for s in report.ran) == ["basic_p0.5_s0", "lsm_p0.5_s0"]
     assert lines[0].startswith("sweep: 2 run(s) to do, 4 already")
     rows = read_results(tmp_path / "results.csv")
-    write_results([r for r in rows if r["method"] != "basic" or r["proportion"] != "1"], tmp_path / "results.csv")
+    write_results(
+        [r for r in rows if r["method"] != "basic" or r["proportion"] != "1"], tmp_path / "results.csv"
+    )
     report = _run(tmp_path, [])
     assert {s.name for s in report.ran} == {"basic_p1_s0", "basic_p0.5_s0", "lsm_p0.5_s0"}
     assert len(read_results(tmp_path / "results.csv")) == 4 and done.stat().st_mtime_ns == stamp
@@ -64,7 +68,10 @@ def test_a_resumed_sweep_runs_only_what_is_missing(tmp_path: Path, fake_child: N
 
 def test_pending_runs_match_rows_on_canonical_proportions() -> None:
     plan = plan_runs(["lsm"], [1.0, 0.05], [0, 1])
-    rows = [{"method": "lsm", "proportion": "1.0", "seed": "0"}, {"method": "lsm", "proportion": 0.05, "seed": 1}]
+    rows = [
+        {"method": "lsm", "proportion": "1.0", "seed": "0"},
+        {"method": "lsm", "proportion": 0.05, "seed": 1},
+    ]
     assert sweep.pending_runs(plan, rows) == [RunSpec("lsm", 0.05, 0), RunSpec("lsm", 1.0, 1)]
 
 

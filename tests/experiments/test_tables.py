@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from lsmseg.experiments.tables import RESULT_COLUMNS, markdown_table, plot, read_results, summarise, write_results
+from lsmseg.experiments.tables import (
+    RESULT_COLUMNS,
+    markdown_table,
+    plot,
+    read_results,
+    summarise,
+    write_results,
+)
 from tests.helpers.experiments import result_rows
 
 
