@@ -4,7 +4,7 @@ The paper's SSS comparison (table of its appendix) on the synthetic L3 phantom, 
 a cohort of N phantom slices (:func:`lsmseg.data.phantom.write_cohort`) is split by the paper's
 protocol and each method x proportion x seed is trained and tested through the ``lsm_sss``
 bundle (``train.json``, then ``train.json`` + ``evaluate.json``) with the settings below as
-overrides, one child process per run (:func:`lsmseg.sweep.run_sweep`, which also makes the
+overrides, one child process per run (:func:`lsmseg.experiments.sweep.run_sweep`, which also makes the
 benchmark resumable). The bundle's own data path is used end to end: NIfTI ingest with the
 quality gate, body crop, HU window, resize, the 70/10/20 split, validation mIoU early stopping
 with best-weight restore, and the test-split ``metrics.json``.
@@ -25,7 +25,6 @@ single-threaded runs at a time), 12 min on a shared machine at load 7 (benchmark
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -91,7 +90,7 @@ def phantom_cohort(folder: Path, n: int, size: int) -> Path:
 
 def collect(work: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One output row per finished sweep run, with the per-class IoU of its ``metrics.json``."""
-    from lsmseg.sweep import RunSpec
+    from lsmseg.experiments.grid import RunSpec
 
     out = []
     for r in rows:
@@ -116,13 +115,10 @@ def collect(work: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """The benchmark's CSV (:data:`COLUMNS`), written atomically."""
+    from lsmseg.io.atomic import write_csv_atomic
+
+    write_csv_atomic(path, COLUMNS, rows)
 
 
 def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -187,7 +183,7 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from lsmseg.sweep import run_sweep
+    from lsmseg.experiments.sweep import run_sweep
 
     work = args.work.resolve()
     t0 = time.perf_counter()

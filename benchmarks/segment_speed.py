@@ -24,7 +24,6 @@ and the CPU time is the steadier figure.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -173,11 +172,9 @@ def main() -> None:
     settings = [(int(a), int(b)) for a, b in (s.split(":") for s in args.settings.split(","))]
     with tempfile.TemporaryDirectory(prefix="lsmseg-segment-speed-") as work:
         rows = run(args.n, settings, args.batch_size, args.device, Path(work))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
+    from lsmseg.io.atomic import write_csv_atomic
+
+    write_csv_atomic(args.out, COLUMNS, rows)
     print(f"wrote {args.out}")
 
 

@@ -1,6 +1,6 @@
 """``lsmseg bench``: training-step throughput, FLOPs, peak fraction and inference latency per method.
 
-A thin shell over :func:`lsmseg.bench.run_bench`; options are parsed without importing torch.
+A thin shell over :func:`lsmseg.experiments.bench.run_bench`; options are parsed without importing torch.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lsmseg.bench import BenchSettings, check_methods, profile_step, resolve_device, run_bench, write_csv
+    from lsmseg.engines.device import resolve_device
+    from lsmseg.experiments.bench import BenchSettings, check_methods, profile_step, run_bench, write_csv
 
     check_methods(args.methods)
     resolve_device(args.device)

@@ -1,6 +1,6 @@
 """``lsmseg sweep``: the paper's comparison, method x proportion x seed, on a bundle.
 
-A thin shell over :func:`lsmseg.sweep.run_sweep`: options are parsed here without importing
+A thin shell over :func:`lsmseg.experiments.sweep.run_sweep`: options are parsed here without importing
 torch, the work happens in the library (one child process per run), and the end is the
 summary table on stdout plus the paths of the results.
 """
@@ -113,7 +113,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsmseg.sweep import run_sweep
+    from lsmseg.experiments.sweep import run_sweep
 
     overrides = dict(args.overrides)
     if args.max_epochs is not None:
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     if report.rows:
-        from lsmseg.sweep import markdown_table
+        from lsmseg.experiments.tables import markdown_table
 
         print()
         print(markdown_table(report.rows, args.methods))
