@@ -108,12 +108,7 @@ class SemiSupervisedTrainer(Trainer):
         self.betas = (float(betas[0]), float(betas[1])) if betas is not None else self.step.betas
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype(device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # same shapes every step: autotune convs once
-        for module in (network, self.step.critics):
-            module.to(device)
-            if channels_last:
-                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._place(device)
         self.generators, self.critics, self.frozen_critics = self._wrap(distributed, compile)
         self.stage_index = 0
         self.stage_start_epoch = 0
@@ -126,9 +121,17 @@ class SemiSupervisedTrainer(Trainer):
         self.add_event_handler(Events.EPOCH_STARTED, self._reset_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._publish_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._stage_budget)
-        if handlers:
-            for h in handlers:
-                h.attach(self)
+        for h in handlers or ():
+            h.attach(self)
+
+    def _place(self, device: torch.device) -> None:
+        """Network and step critics onto the device (NHWC with ``channels_last``)."""
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # same shapes every step: autotune convs once
+        for module in (self.network, self.step.critics):
+            module.to(device)
+            if self.channels_last:
+                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _wrap(self, distributed: bool, compile: bool) -> tuple[nn.Module, nn.Module, nn.Module]:
         """(generators, critics for the critic update, critics for the generator update).
