@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,16 @@ import torch
 from ignite.engine import Engine, Events
 from monai.metrics import MeanIoU
 
-from lsmseg.io.atomic import atomic_write
+from lsmseg.io.atomic import write_json_atomic
 
 
 def write_json(data: dict, path: str | Path) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
+    """Write a report as JSON atomically; NaN kept (an IoU over no labelled pixel).
+
+    Kept for ``lsmseg.sweep``, which imports it from here; new code calls
+    :func:`lsmseg.io.atomic.write_json_atomic` directly.
+    """
+    write_json_atomic(path, data, allow_nan=True)
 
 
 class IoUReport:
@@ -62,4 +64,4 @@ class IoUReport:
         }
 
     def _write(self, engine: Engine) -> None:
-        write_json(self.result(), self.path)
+        write_json_atomic(self.path, self.result(), allow_nan=True)

@@ -34,6 +34,12 @@ class StagedEarlyStopping:
     restored before the next stage starts. The best weights of the final stage are saved to
     ``ckpt_path`` whenever they improve and restored when training ends.
 
+    Why not MONAI's ``EarlyStopHandler`` + ``CheckpointSaver``: early stopping there terminates
+    the whole run, while IODA must end a stage, restore that stage's best weights and go on;
+    its pre-training stages have no key metric and are scored by their validation loss; and
+    only the final stage's best may become ``model.pt`` (with ``model.json`` beside it). Those
+    handlers remain the right choice for single-stage workflows without weight restore.
+
     Args:
         patience: validations without improvement before a stage stops (paper: 100 epochs).
         ckpt_path: where the best model's state dict goes (``<ckpt_dir>/model.pt``).

@@ -21,9 +21,9 @@ from monai.metrics import CumulativeIterationMetric
 
 from lsmseg.data.landmark_rows import EXTENT, LANDMARKS, NAME, ORIGIN, to_pixels
 from lsmseg.data.w300 import write_pts
-from lsmseg.engines.evaluation import write_json
+from lsmseg.engines.metrics import nrmse
+from lsmseg.io.atomic import write_json_atomic
 from lsmseg.keys import Keys
-from lsmseg.metrics import nrmse
 
 Convention = Literal["standard", "reference"]
 
@@ -41,7 +41,7 @@ class NrmseMetric(CumulativeIterationMetric):
 
     Args:
         convention: ``standard`` (outer eye corners 36/45) or ``reference`` (the LSM reference
-            implementation's 37/46, only to compare with its numbers); see ``lsmseg.metrics.nrmse``.
+            implementation's 37/46, only to compare with its numbers); see ``lsmseg.engines.metrics.nrmse``.
     """
 
     def __init__(self, convention: Convention = "standard") -> None:
@@ -123,7 +123,7 @@ class NrmseReport:
         return {"nrmse": float(self.metric.aggregate()), "n": self.metric.count()}
 
     def _write(self, engine: Engine) -> None:
-        write_json(self.result(), self.path)
+        write_json_atomic(self.path, self.result(), allow_nan=True)
 
 
 class PrepareDomainBatch:

@@ -2,36 +2,26 @@
 
 ``SemiSupervisedTrainer._iteration`` reads like the paper (STYLE.md 4): one generator forward
 of exactly what the active terms need, critic update on detached outputs, masked loss terms,
-generator update. What the forward computes, what the critics judge and which terms exist is
-the method family's *step* (``Stage.step``): the latent step of LSM and its presets (basic,
-SOP, IODA), Pix2Pix or CycleGAN (``lsmseg.methods.gan``). Early stopping, stage changes and
-checkpoints are handlers.
+generator update, events. What the forward computes, what the critics judge and which terms
+exist is the method family's step (``lsmseg.methods.steps``: LSM and its presets, Pix2Pix,
+CycleGAN); the trainer is the loop around it (stages, optimisers, AMP, DDP, channels_last,
+``torch.compile``). Early stopping, stage changes and checkpoints are handlers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.metrics import Average
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents
 from monai.engines.workflow import Workflow
 from torch import nn
 
-from lsmseg.methods import (
-    Batch,
-    CycleGANStep,
-    Lambdas,
-    LatentSpaceMapping,
-    Pix2PixStep,
-    Plan,
-    Stage,
-    method_stages,
-)
-from lsmseg.methods.config import ADVERSARIAL_TERMS
-from lsmseg.methods.gan import check_gan_loss
+from lsmseg.methods import Lambdas, LatentSpaceMapping, Stage, Step, make_step, method_stages
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
@@ -39,83 +29,6 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
-
-
-class Step(Protocol):
-    """A method family's training step, as ``SemiSupervisedTrainer._iteration`` runs it.
-
-    ``generators`` is the module the step's one forward runs and ``critics`` the module its
-    critic update trains; the trainer wraps both (DistributedDataParallel, ``torch.compile``)
-    and passes the wrapped modules back in.
-    """
-
-    generators: nn.Module
-    critics: nn.Module
-    betas: tuple[float, float]  # the family's reference Adam betas
-
-    def begin(self, stage: Stage) -> None:
-        """Prepare for a stage's terms (the latent step derives its forward plan)."""
-        ...
-
-    def forward(self, generators: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        """The one generator forward of a step: named outputs."""
-        ...
-
-    def critic_loss(
-        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
-    ) -> torch.Tensor:
-        """Critic objective on detached generator outputs (scalar)."""
-        ...
-
-    def generator_terms(
-        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
-    ) -> dict[str, torch.Tensor]:
-        """Unweighted, row-masked loss terms of the generators (scalars)."""
-        ...
-
-
-class LatentStep:
-    """LSM's step (and basic, SOP, IODA): the stage's plan through the generators, latent critics."""
-
-    betas = (0.9, 0.999)  # the LSM reference
-
-    def __init__(self, network: LatentSpaceMapping) -> None:
-        self.network = network
-        self.generators: nn.Module = network.generators
-        self.critics: nn.Module = network.critics
-        self.plan = Plan()
-
-    def begin(self, stage: Stage) -> None:
-        """Compute only the encodings, links and decodings the stage's terms read."""
-        self.plan = Plan.for_terms(stage.weights, self.network.names)
-
-    def forward(self, generators: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        """Encode, map, decode: ``l_d``, ``h_a2b``, ``rec_d``, ``tr_a2b`` (see ``Generators``)."""
-        return generators(batch.inputs, self.plan)
-
-    def critic_loss(
-        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
-    ) -> torch.Tensor:
-        """Latent critics: real l_b -> 1, mapped h_ab(l_a) -> 0 on unpaired rows, codes detached."""
-        return self.network.critic_loss(critics, out, batch, terms)
-
-    def generator_terms(
-        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
-    ) -> dict[str, torch.Tensor]:
-        """L_rec, L_sup, L_lat, L_adv as switched on by the stage."""
-        return self.network.generator_terms(out, batch, terms, critics)
-
-
-def make_step(
-    kind: str, network: LatentSpaceMapping, ndf: int = 64, n_layers: int = 3, gan_loss: str | None = None
-) -> Step:
-    """The step of a method family (``Stage.step``); ``ndf``, ``n_layers``, ``gan_loss`` configure
-    the image-space critics of Pix2Pix (default ``bce``) and CycleGAN (default ``lsgan``)."""
-    if kind == "pix2pix":
-        return Pix2PixStep(network, ndf, n_layers, check_gan_loss(gan_loss or "bce"))
-    if kind == "cyclegan":
-        return CycleGANStep(network, ndf, n_layers, check_gan_loss(gan_loss or "lsgan"))
-    return LatentStep(network)
 
 
 class SemiSupervisedTrainer(Trainer):
@@ -195,23 +108,30 @@ class SemiSupervisedTrainer(Trainer):
         self.betas = (float(betas[0]), float(betas[1])) if betas is not None else self.step.betas
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype(device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # same shapes every step: autotune convs once
-        for module in (network, self.step.critics):
-            module.to(device)
-            if channels_last:
-                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._place(device)
         self.generators, self.critics, self.frozen_critics = self._wrap(distributed, compile)
         self.stage_index = 0
         self.stage_start_epoch = 0
         self.stage_controller: Any = None  # set by StagedEarlyStopping when attached
+        # Epoch means of the step's losses: one vector per step, accumulated where the step runs
+        # (no per-step host sync); under DDP ignite all-reduces it, so the mean is over all ranks.
+        self._epoch_losses = Average(device=device)
+        self._loss_names: list[str] = []  # what the vector holds, in order
         self._begin_stage(0)
         self.add_event_handler(Events.EPOCH_STARTED, self._reset_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._publish_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._stage_budget)
-        if handlers:
-            for h in handlers:
-                h.attach(self)
+        for h in handlers or ():
+            h.attach(self)
+
+    def _place(self, device: torch.device) -> None:
+        """Network and step critics onto the device (NHWC with ``channels_last``)."""
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # same shapes every step: autotune convs once
+        for module in (self.network, self.step.critics):
+            module.to(device)
+            if self.channels_last:
+                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _wrap(self, distributed: bool, compile: bool) -> tuple[nn.Module, nn.Module, nn.Module]:
         """(generators, critics for the critic update, critics for the generator update).
@@ -287,7 +207,7 @@ class SemiSupervisedTrainer(Trainer):
         return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
     def _iteration(self, engine: Engine, batchdata: dict[str, Any]) -> dict[str, torch.Tensor]:
-        batch = self.network.make_batch(self._to_device(batchdata))
+        batch = self.step.batch(self._to_device(batchdata))
         step, weights = self.step, self.stage.weights
         with self._autocast():
             out = step.forward(self.generators, batch)  # the one generator forward of the step
@@ -307,8 +227,9 @@ class SemiSupervisedTrainer(Trainer):
         if self.scaler is not None:
             self.scaler.update()  # once per step, after both optimisers (torch.amp docs)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        output.update({"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}})
-        self._accumulate(output)
+        output.update({"loss": loss.detach(), **{t.name: v.detach() for t, v in terms.items()}})
+        self._loss_names = list(output)  # fixed within an epoch: stages change between epochs
+        self._epoch_losses.update(torch.stack([v.float() for v in output.values()]))
         return output
 
     def _update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
@@ -331,22 +252,18 @@ class SemiSupervisedTrainer(Trainer):
         self.scaler = torch.amp.GradScaler(self.state.device.type) if fp16 else None  # type: ignore[assignment]
         Workflow.run(self)
 
-    # --- epoch losses: summed on the device, read once per epoch (no per-step host sync) ----------
+    # --- epoch losses: averaged on the device, read once per epoch (no per-step host sync) --------
     def _reset_epoch_losses(self, engine: Engine) -> None:
         # Validation switches the network to eval(); training resumes in train() mode.
         self.network.train()
         self.step.critics.train()
-        self._loss_sums: dict[str, torch.Tensor] = {}
-        self._loss_steps = 0
-
-    def _accumulate(self, output: dict[str, torch.Tensor]) -> None:
-        for k, v in output.items():
-            self._loss_sums[k] = self._loss_sums.get(k, 0) + v.float()
-        self._loss_steps += 1
+        self._epoch_losses.reset()
+        self._loss_names = []
 
     def _publish_epoch_losses(self, engine: Engine) -> None:
-        n = max(self._loss_steps, 1)
-        self.state.metrics.update({f"train_{k}": float(v) / n for k, v in self._loss_sums.items()})
+        if self._loss_names:
+            means = self._epoch_losses.compute().tolist()  # the one host sync of the epoch
+            self.state.metrics.update({f"train_{k}": v for k, v in zip(self._loss_names, means, strict=True)})
         self.state.metrics["stage"] = self.stage_index
 
     @torch.no_grad()
@@ -355,10 +272,10 @@ class SemiSupervisedTrainer(Trainer):
 
         IODA's pre-training stages stop early on this, as they have no translation to score.
         """
-        weights = {k: w for k, w in self.stage.weights.items() if not k.startswith(ADVERSARIAL_TERMS)}
+        weights = {t: w for t, w in self.stage.weights.items() if not t.adversarial}
         total, n = 0.0, 0
         for batchdata in loader:
-            batch = self.network.make_batch(self._to_device(batchdata))
+            batch = self.step.batch(self._to_device(batchdata))
             with self._autocast():
                 out = self.step.forward(self.generators, batch)
                 terms = self.step.generator_terms(self.frozen_critics, out, batch, weights)

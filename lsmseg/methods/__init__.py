@@ -1,9 +1,10 @@
-"""LSM and the baselines that share its networks."""
+"""LSM and the baselines that share its networks: terms and stages as data, one step interface."""
 
-from lsmseg.methods.config import METHODS, Lambdas, Stage, Switches, method_stages
 from lsmseg.methods.domains import Domain
-from lsmseg.methods.gan import CycleGANStep, CycleGenerators, ImageCritics, Pix2PixStep
-from lsmseg.methods.lsm import Batch, Generators, LatentCritics, LatentSpaceMapping, Plan
+from lsmseg.methods.gan import CycleGenerators, ImageCritics
+from lsmseg.methods.lsm import Generators, LatentCritics, LatentSpaceMapping, Plan
+from lsmseg.methods.steps import Batch, CycleGANStep, LatentStep, Pix2PixStep, Step, make_step
+from lsmseg.methods.terms import METHODS, Lambdas, Stage, Switches, Term, method_stages
 
 __all__ = [
     "METHODS",
@@ -16,9 +17,13 @@ __all__ = [
     "Lambdas",
     "LatentCritics",
     "LatentSpaceMapping",
+    "LatentStep",
     "Pix2PixStep",
     "Plan",
     "Stage",
+    "Step",
     "Switches",
+    "Term",
+    "make_step",
     "method_stages",
 ]

@@ -3,22 +3,22 @@
 One auto-encoder (E_d, D_d) per domain, one link network h_ab per ordered pair of domains, one
 latent critic per domain. Translation a -> b is D_b(h_ab(E_a(v_a))). The loss terms and their
 row masks are those of ``lsm_method.md``; which terms are on is decided by a method's stage
-(``lsmseg.methods.config``), so basic, SOP, IODA and LSM are the same module.
+(``lsmseg.methods.terms``) and the losses are computed by the latent step
+(``lsmseg.methods.steps.LatentStep``), so basic, SOP, IODA and LSM are the same module.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from lsmseg.keys import Keys, Mode
-from lsmseg.losses import bce_per_row, l1_per_row, masked_mean
 from lsmseg.methods.domains import Domain
+from lsmseg.methods.terms import Term, check_adversarial
 from lsmseg.networks import LinkNetwork, PatchDiscriminator
 
 
@@ -36,28 +36,27 @@ class Plan:
     translate: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
-    def for_terms(cls, terms: Mapping[str, float], domains: Sequence[str]) -> Plan:
+    def for_terms(cls, terms: Iterable[Term], domains: Sequence[str]) -> Plan:
         """Derive the minimal set of encodings, links and decodings the terms read."""
         enc: set[str] = set()
         links: set[tuple[str, str]] = set()
         rec: set[str] = set()
         tr: set[tuple[str, str]] = set()
         for term in terms:
-            kind, _, arg = term.partition("_")
-            if kind == "rec":
-                enc.add(arg)
-                rec.add(arg)
-            elif kind in ("sup", "lat"):
-                a, b = arg.split("2")
-                enc.update((a, b) if kind == "lat" else (a,))
+            if term.kind == "rec":
+                enc.add(term.a)
+                rec.add(term.a)
+            elif term.kind in ("sup", "lat") and term.b is not None:
+                a, b = term.a, term.b
+                enc.update((a, b) if term.kind == "lat" else (a,))
                 links.add((a, b))
-                if kind == "sup":
+                if term.kind == "sup":
                     tr.add((a, b))
-            elif kind == "adv":
+            elif term.kind == "adv":
                 enc.update(domains)
-                links.update((a, arg) for a in domains if a != arg)
+                links.update((a, term.a) for a in domains if a != term.a)
             else:
-                raise ValueError(f"unknown loss term {term!r}")
+                raise ValueError(f"the latent step has no loss term {term.name!r}")
         return cls(frozenset(enc), frozenset(links), frozenset(rec), frozenset(tr))
 
 
@@ -86,14 +85,11 @@ class Generators(nn.Module):
             {d.name: d.make_decoder(ngf, n_blocks, n_down, latent_size) for d in domains}
         )
         latent_channels = ngf * 2**n_down
-        self.links = nn.ModuleDict(
-            {
-                _link(a.name, b.name): LinkNetwork(latent_channels, link_blocks)
-                for a in domains
-                for b in domains
-                if a.name != b.name
-            }
-        )
+        pairs = [(a.name, b.name) for a in domains for b in domains if a.name != b.name]
+        if len({_link(a, b) for a, b in pairs}) != len(pairs):
+            # The state dict names a link "<a>2<b>": names such as "a2" and "2b" would collide.
+            raise ValueError(f"domain names {[d.name for d in domains]} give two links the same name")
+        self.links = nn.ModuleDict({_link(a, b): LinkNetwork(latent_channels, link_blocks) for a, b in pairs})
 
     def forward(self, inputs: dict[str, torch.Tensor], plan: Plan) -> dict[str, torch.Tensor]:
         """Run the plan on encoder inputs {domain: (B, ...)}.
@@ -134,15 +130,6 @@ class LatentCritics(nn.Module):
         return {d: self.critics[d](z) for d, z in codes.items()}
 
 
-@dataclass
-class Batch:
-    """Views and presence of a training batch: views {domain: (B, ...)}, present {domain: (B,) bool}."""
-
-    views: dict[str, torch.Tensor]
-    present: dict[str, torch.Tensor]
-    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class LatentSpaceMapping(nn.Module):
     """N-domain LSM; ``forward(x)`` is the main translation x -> y (logits), as bundles expect.
 
@@ -173,8 +160,6 @@ class LatentSpaceMapping(nn.Module):
         adversarial: Literal["confusion", "bce"] = "confusion",
     ) -> None:
         super().__init__()
-        from lsmseg.methods.config import check_adversarial
-
         if len(domains) < 2:
             raise ValueError("LatentSpaceMapping needs at least two domains")
         self.domains = {d.name: d for d in domains}
@@ -197,96 +182,3 @@ class LatentSpaceMapping(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Main translation: x (B, ...) -> logits of y (B, C, H, W) (or (B, 2K) for landmarks)."""
         return self.generators.translate(x, self.source, self.target)
-
-    # --- training -------------------------------------------------------------------------
-    def make_batch(self, batch: Mapping[str, torch.Tensor]) -> Batch:
-        """Read views and per-row presence from a collated batch.
-
-        Presence comes from ``batch["present"]`` (B, N) when given (N domains), else from the
-        row ``Mode`` (two domains): PAIRED has both, X_ONLY only x, Y_ONLY only y.
-        """
-        views = {d: batch[d] for d in self.names}
-        if "present" in batch:
-            present_bn = batch["present"].to(torch.bool)
-            present = {d: present_bn[:, i] for i, d in enumerate(self.names)}
-        else:
-            mode = batch[Keys.MODE].reshape(-1)
-            present = {
-                self.names[0]: (mode == Mode.PAIRED) | (mode == Mode.X_ONLY),
-                self.names[1]: (mode == Mode.PAIRED) | (mode == Mode.Y_ONLY),
-            }
-        inputs = {d: self.domains[d].to_input(v) for d, v in views.items()}
-        return Batch(views, present, inputs)
-
-    def adversarial_pairs(self, b: str, batch: Batch) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-        """For critic b: (a, fake rows: a without b, real rows: b without a) for each a != b."""
-        return [
-            (a, batch.present[a] & ~batch.present[b], batch.present[b] & ~batch.present[a])
-            for a in self.names
-            if a != b
-        ]
-
-    def _critic_scores(
-        self, critics: nn.Module, b: str, out: dict[str, torch.Tensor], batch: Batch, detach: bool
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Score fakes h_ab(l_a) and reals l_b in one critic call per pair: (fake, real, rows...)."""
-        scores = []
-        for a, fake_rows, real_rows in self.adversarial_pairs(b, batch):
-            fake, real = out[f"h_{_link(a, b)}"], out[f"l_{b}"]
-            codes = torch.cat([fake, real]).detach() if detach else torch.cat([fake, real])
-            logits = critics({b: codes})[b]
-            n = fake.shape[0]
-            scores.append((logits[:n], logits[n:], fake_rows, real_rows))
-        return scores
-
-    def critic_loss(
-        self, critics: nn.Module, out: dict[str, torch.Tensor], batch: Batch, terms: Mapping[str, float]
-    ) -> torch.Tensor:
-        """Critic objective on detached codes: real l_b -> 1, mapped h_ab(l_a) -> 0 (unpaired rows)."""
-        total = torch.zeros((), device=next(iter(out.values())).device)
-        for term in terms:
-            if not term.startswith("adv_"):
-                continue
-            b = term[4:]
-            for fake, real, fake_rows, real_rows in self._critic_scores(critics, b, out, batch, detach=True):
-                total = total + masked_mean(bce_per_row(fake, 0.0), fake_rows)
-                total = total + masked_mean(bce_per_row(real, 1.0), real_rows)
-        return total
-
-    def generator_terms(
-        self,
-        out: dict[str, torch.Tensor],
-        batch: Batch,
-        terms: Mapping[str, float],
-        critics: nn.Module | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Unweighted loss terms (scalars), each masked by the rows that have its views."""
-        critics = critics if critics is not None else self.critics
-        p, v = batch.present, batch.views
-        losses: dict[str, torch.Tensor] = {}
-        for term in terms:
-            kind, _, arg = term.partition("_")
-            if kind == "rec":
-                dom = self.domains[arg]
-                losses[term] = masked_mean(dom.loss_per_row(out[f"rec_{arg}"], v[arg], p[arg]), p[arg])
-            elif kind == "sup":
-                a, b = arg.split("2")
-                rows = p[a] & p[b]
-                losses[term] = masked_mean(self.domains[b].loss_per_row(out[f"tr_{arg}"], v[b], rows), rows)
-            elif kind == "lat":
-                a, b = arg.split("2")
-                rows = p[a] & p[b]
-                losses[term] = masked_mean(l1_per_row(out[f"h_{arg}"].float(), out[f"l_{b}"].float()), rows)
-            elif kind == "adv":
-                loss = torch.zeros((), device=out[f"l_{arg}"].device)
-                for fake, real, fake_rows, real_rows in self._critic_scores(
-                    critics, arg, out, batch, detach=False
-                ):
-                    if self.adversarial == "confusion":
-                        # Tzeng et al. 2015: both codes pushed towards a critic output of 0.5.
-                        loss = loss + masked_mean(bce_per_row(fake, 0.5), fake_rows)
-                        loss = loss + masked_mean(bce_per_row(real, 0.5), real_rows)
-                    else:
-                        loss = loss + masked_mean(bce_per_row(fake, 1.0), fake_rows)
-                losses[term] = loss
-        return losses

@@ -28,8 +28,8 @@ from lsmseg.engines.landmarks import (
     PtsWriter,
     lower_is_better,
 )
+from lsmseg.engines.metrics import mean_shape_nrmse, nrmse
 from lsmseg.methods import Domain, LatentSpaceMapping
-from lsmseg.metrics import mean_shape_nrmse, nrmse
 
 
 @pytest.fixture(autouse=True)

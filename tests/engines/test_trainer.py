@@ -8,10 +8,11 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import DataLoader
 
+from lsmseg.bundle import check_settings
 from lsmseg.data.sit import generate_sit, make_rows
 from lsmseg.data.split import row_sampler
 from lsmseg.engines import SemiSupervisedTrainer, StagedEarlyStopping
-from lsmseg.methods import Domain, LatentSpaceMapping
+from lsmseg.methods import Domain, LatentSpaceMapping, method_stages
 
 
 def _net(size: int = 32, ngf: int = 4) -> LatentSpaceMapping:
@@ -131,7 +132,73 @@ def test_ioda_stages_stop_on_their_own_validation_loss(tmp_path: Path) -> None:
 
 def test_bad_settings_fail_with_the_valid_choices() -> None:
     rows = _rows(20, 32)
-    with pytest.raises(ValueError, match="valid: basic, sop, ioda, lsm"):
+    with pytest.raises(ValueError, match="valid: basic, sop, ioda, lsm, pix2pix, cyclegan"):
         SemiSupervisedTrainer("cpu", 1, DataLoader(rows["train"]), _net(), method="gan")
     with pytest.raises(ValueError, match="valid: confusion, bce"):
         LatentSpaceMapping([Domain("image", "image", 1), Domain("label", "mask", 2)], adversarial="wgan")  # type: ignore[arg-type]
+
+
+def test_epoch_losses_are_the_mean_of_the_steps() -> None:
+    rows = _rows(20, 32, p=0.5)
+    trainer = SemiSupervisedTrainer("cpu", 1, DataLoader(rows["train"], batch_size=4), _net(), method="lsm")
+    outputs: list[dict] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
+    trainer.run()
+    assert len(outputs) == trainer.state.iteration > 1
+    for k in outputs[0]:
+        mean = sum(float(o[k]) for o in outputs) / len(outputs)
+        assert trainer.state.metrics[f"train_{k}"] == pytest.approx(mean, rel=1e-6), k
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "cyclegan"])
+def test_one_epoch_updates_the_generators_and_the_image_critics(method: str) -> None:
+    rows = _rows(20, 32, p=0.5)["train"]
+    model = _net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = DataLoader(rows, batch_size=8, sampler=row_sampler(rows))
+    trainer = SemiSupervisedTrainer("cpu", 1, loader, model, method=method, image_ndf=4)
+    critics_before = [p.clone() for p in trainer.step.critics.parameters()]
+    trainer.run()
+
+    assert trainer.betas == (0.5, 0.999)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("generators.") for k in changed)
+    assert not any(k.startswith("critics.") for k in changed)  # LSM's latent critics are not trained
+    assert all(
+        not torch.equal(a, b) for a, b in zip(critics_before, trainer.step.critics.parameters(), strict=True)
+    )
+    assert all(p.requires_grad for p in trainer.step.critics.parameters())
+    terms = {t.name for t in method_stages(method, model.names)[0].weights}
+    assert {"train_loss", "train_critic", *(f"train_{t}" for t in terms)} <= set(trainer.state.metrics)
+    if method == "pix2pix":  # the y -> x half of the generators has no term in Pix2Pix
+        assert not any(
+            k.startswith(("generators.encoders.label", "generators.decoders.image")) for k in changed
+        )
+
+
+def test_pix2pix_checkpoint_is_a_plain_lsm_state_dict(tmp_path: Path) -> None:
+    rows = _rows(20, 32, p=0.5)
+    model = _net()
+    trainer = SemiSupervisedTrainer(
+        "cpu", 1, DataLoader(rows["train"], batch_size=8), model, method="pix2pix", image_ndf=4
+    )
+    validator = _ScriptedValidator([float(e) for e in range(1, 3)], None)
+    StagedEarlyStopping(patience=2, ckpt_path=tmp_path / "model.pt", trainer=trainer).attach(validator)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: validator.validate(e.state.epoch))
+    trainer.run()
+
+    plain = _net()
+    plain.load_state_dict(torch.load(tmp_path / "model.pt"))  # strict: no image-critic keys, none missing
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain(x), model(x))
+
+
+def test_trainer_and_bundle_settings_accept_the_baselines() -> None:
+    rows = _rows(20, 32)["train"]
+    for method in ("pix2pix", "cyclegan"):
+        assert check_settings(method, 0.5, Path(__file__).parent)
+    with pytest.raises(SystemExit, match="valid: basic, sop, ioda, lsm, pix2pix, cyclegan"):
+        check_settings("gan", 0.5, Path(__file__).parent)
+    with pytest.raises(ValueError, match="valid: bce, lsgan"):
+        SemiSupervisedTrainer("cpu", 1, DataLoader(rows), _net(), method="cyclegan", gan_loss="wgan")

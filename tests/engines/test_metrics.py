@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lsmseg.metrics import mean_shape_nrmse, nrmse
+from lsmseg.engines.metrics import mean_shape_nrmse, nrmse
 
 
 def _face(inter_ocular: float = 10.0) -> np.ndarray:

@@ -1,0 +1,173 @@
+"""The training steps: the rows each term reads, and that hidden views never reach a loss."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from lsmseg.engines import SemiSupervisedTrainer
+from lsmseg.keys import Mode
+from lsmseg.methods import CycleGANStep, Domain, LatentStep, Pix2PixStep, Step, make_step, method_stages
+from tests.helpers.methods import losses_and_grads, mixed_batch, tiny_lsm
+
+STEPS = {"lsm": LatentStep, "pix2pix": Pix2PixStep, "cyclegan": CycleGANStep}
+
+
+def _step(
+    method: str, adversarial: str = "confusion", domains: list[Domain] | None = None, size: int = 32
+) -> Step:
+    model = tiny_lsm(domains, size, adversarial)
+    torch.manual_seed(1)
+    step = make_step(method_stages(method, model.names)[0].step, model, ndf=4)
+    step.begin(method_stages(method, model.names)[0])
+    return step
+
+
+def test_each_family_has_its_step() -> None:
+    assert {m: type(_step(m)) for m in STEPS} == STEPS
+    step = _step("lsm")
+    assert step.critics is step.network.critics and step.generators is step.network.generators
+
+
+@pytest.mark.parametrize(
+    ("method", "adversarial"), [("lsm", "confusion"), ("lsm", "bce"), ("pix2pix", ""), ("cyclegan", "")]
+)
+def test_hidden_views_change_no_loss_and_no_gradient(method: str, adversarial: str) -> None:
+    step = _step(method, adversarial or "confusion")
+    raw = mixed_batch()
+    losses, grads = losses_and_grads(step, method, raw)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert len(grads) > 0 and any(n.startswith("generators.") for n in grads)
+    assert any(n.startswith(("critic.", "critics.")) for n in grads)
+
+    changed = {k: v.clone() for k, v in raw.items()}
+    changed["label"][2:4] = torch.randint(0, 3, (2, 1, 32, 32))  # hidden y of the x-only rows
+    changed["image"][4:6] = torch.rand(2, 1, 32, 32) * 7  # hidden x of the y-only rows
+    losses2, grads2 = losses_and_grads(step, method, changed)
+    assert losses.keys() == losses2.keys() and grads.keys() == grads2.keys()
+    for k in losses:
+        assert torch.equal(losses[k], losses2[k]), k
+    for n in grads:
+        assert torch.equal(grads[n], grads2[n]), n
+
+
+def test_visible_views_do_change_the_loss() -> None:
+    """The counterpart: the test above would pass trivially if no view mattered."""
+    step = _step("lsm")
+    raw = mixed_batch()
+    losses, _ = losses_and_grads(step, "lsm", raw)
+    changed = {k: v.clone() for k, v in raw.items()}
+    changed["label"][4] = 1 - changed["label"][4].clamp(max=1)  # a y-only row's real y
+    losses2, _ = losses_and_grads(step, "lsm", changed)
+    assert not torch.equal(losses["rec_label"], losses2["rec_label"])
+
+
+def test_terms_without_rows_are_zero() -> None:
+    step = _step("lsm")
+    losses, _ = losses_and_grads(step, "lsm", mixed_batch([Mode.X_ONLY] * 6))
+    assert float(losses["sup_image2label"]) == 0.0 and float(losses["lat_image2label"]) == 0.0
+    assert float(losses["rec_image"]) > 0.0
+
+
+def test_pix2pix_generator_is_the_main_translation() -> None:
+    step = _step("pix2pix")
+    batch = step.batch(mixed_batch())
+    out = step.forward(step.generators, batch)
+    with torch.no_grad():
+        assert torch.allclose(out["tr_image2label"], step.network(batch.views["image"]))
+
+
+def test_pix2pix_ignores_unpaired_rows_entirely() -> None:
+    """Pix2Pix is supervised: even the visible x of x-only rows and y of y-only rows are unused."""
+    step = _step("pix2pix")
+    raw = mixed_batch()
+    losses, grads = losses_and_grads(step, "pix2pix", raw)
+    changed = {k: v.clone() for k, v in raw.items()}
+    changed["image"][2:4] = torch.rand(2, 1, 32, 32)
+    changed["label"][4:6] = torch.randint(0, 3, (2, 1, 32, 32))
+    losses2, grads2 = losses_and_grads(step, "pix2pix", changed)
+    assert all(torch.equal(losses[k], losses2[k]) for k in losses)
+    assert all(torch.equal(grads[n], grads2[n]) for n in grads)
+    changed["label"][0] = (changed["label"][0] + 1) % 3  # a paired row's y does matter
+    losses3, _ = losses_and_grads(step, "pix2pix", changed)
+    assert not torch.equal(losses["sup_image2label"], losses3["sup_image2label"])
+    assert not torch.equal(losses["critic"], losses3["critic"])
+
+
+def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Equal up to float rounding: the same sums, taken over the rows in another order."""
+    assert a.keys() == b.keys()
+    va, vb = (torch.cat([d[k].reshape(-1) for k in sorted(d)]) for d in (a, b))
+    # Relative to the whole vector: some gradients (a conv bias before InstanceNorm) are only noise.
+    assert float((va - vb).norm()) <= 1e-4 * float(va.norm()), float((va - vb).norm() / va.norm())
+
+
+def test_cyclegan_never_reads_the_pairing() -> None:
+    """Shuffling which y goes with which x leaves every CycleGAN loss and gradient unchanged."""
+    step = _step("cyclegan")
+    raw = mixed_batch([Mode.PAIRED] * 4)
+    losses, grads = losses_and_grads(step, "cyclegan", raw)
+    shuffled = dict(raw, label=raw["label"][torch.tensor([2, 0, 3, 1])])
+    losses2, grads2 = losses_and_grads(step, "cyclegan", shuffled)
+    _assert_close(losses, losses2)
+    _assert_close(grads, grads2)
+    other, _ = losses_and_grads(step, "cyclegan", mixed_batch([Mode.PAIRED] * 4, seed=2))
+    assert not torch.equal(losses2["cyc_label"], other["cyc_label"])
+
+    # The same x and y as unpaired rows (x-only rows, then y-only rows) give the same values.
+    split = {
+        "image": torch.cat([raw["image"], torch.zeros_like(raw["image"])]),
+        "label": torch.cat([torch.zeros_like(raw["label"]), raw["label"]]),
+        "mode": torch.tensor([int(Mode.X_ONLY)] * 4 + [int(Mode.Y_ONLY)] * 4),
+    }
+    losses3, grads3 = losses_and_grads(step, "cyclegan", split)
+    _assert_close(losses, losses3)
+    _assert_close(grads, grads3)
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "cyclegan"])
+def test_landmark_domain_trains_with_image_space_critics(method: str) -> None:
+    step = _step(method, domains=[Domain("image", "image", 3), Domain("label", "landmarks", 136)], size=64)
+    raw = {
+        "image": torch.rand(4, 3, 64, 64),
+        "label": torch.rand(4, 136),
+        "mode": torch.tensor([Mode.PAIRED, Mode.PAIRED, Mode.X_ONLY, Mode.Y_ONLY]),
+    }
+    losses, _ = losses_and_grads(step, method, raw)
+    assert all(torch.isfinite(v) for v in losses.values())
+    in_channels = {d: c.model[0].in_channels for d, c in step.critics.critics.items()}
+    assert in_channels == ({"label": 139} if method == "pix2pix" else {"image": 3, "label": 136})
+
+
+def test_presence_of_n_domains_comes_from_the_present_column() -> None:
+    step = _step(
+        "lsm", domains=[Domain("ct", "image", 1), Domain("mask", "mask", 2), Domain("mr", "image", 1)]
+    )
+    raw = {
+        "ct": torch.rand(3, 1, 32, 32),
+        "mask": torch.randint(0, 2, (3, 1, 32, 32)),
+        "mr": torch.rand(3, 1, 32, 32),
+        "present": torch.tensor([[1, 1, 1], [1, 0, 0], [0, 1, 1]], dtype=torch.bool),
+    }
+    batch = step.batch(raw)
+    assert batch.present["mr"].tolist() == [True, False, True]
+    assert batch.inputs["mask"].shape == (3, 2, 32, 32)  # one-hot into the encoder
+    losses, _ = losses_and_grads(step, "lsm", raw)
+    assert "sup_mr2mask" in losses and all(torch.isfinite(v) for v in losses.values())
+
+
+def test_a_domain_named_t2w_trains() -> None:
+    """Two LSM steps on an MRI-style domain name: a "2" in a name is not a separator."""
+    net = tiny_lsm([Domain("t2w", "image", 1), Domain("label", "mask", 3)])
+    rows = [
+        {"t2w": b["image"][i], "label": b["label"][i], "mode": b["mode"][i]}
+        for b in [mixed_batch()]
+        for i in range(6)
+    ]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer = SemiSupervisedTrainer("cpu", 1, DataLoader(rows, batch_size=3), net, method="lsm")
+    trainer.run()
+    assert trainer.state.iteration == 2
+    assert {"train_sup_t2w2label", "train_adv_t2w", "train_lat_label2t2w"} <= set(trainer.state.metrics)
+    changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("generators.links.t2w2label.") for k in changed)
+    assert any(k.startswith("critics.critics.t2w.") for k in changed)
