@@ -1,6 +1,6 @@
 """Ignite engines and handlers of lsmseg."""
 
-from lsmseg.engines.evaluation import IoUReport, write_json
+from lsmseg.engines.evaluation import IoUReport
 from lsmseg.engines.handlers import StagedEarlyStopping, save_state_dict
 from lsmseg.engines.landmarks import NrmseHandler, NrmseReport, PrepareDomainBatch, PtsWriter, lower_is_better
 from lsmseg.engines.trainer import SemiSupervisedTrainer
@@ -15,5 +15,4 @@ __all__ = [
     "StagedEarlyStopping",
     "lower_is_better",
     "save_state_dict",
-    "write_json",
 ]

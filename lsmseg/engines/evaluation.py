@@ -13,15 +13,6 @@ from monai.metrics import MeanIoU
 from lsmseg.io.atomic import write_json_atomic
 
 
-def write_json(data: dict, path: str | Path) -> None:
-    """Write a report as JSON atomically; NaN kept (an IoU over no labelled pixel).
-
-    Kept for ``lsmseg.sweep``, which imports it from here; new code calls
-    :func:`lsmseg.io.atomic.write_json_atomic` directly.
-    """
-    write_json_atomic(path, data, allow_nan=True)
-
-
 class IoUReport:
     """Per-class IoU over an evaluator run, written as ``{"miou", "iou": {class: value}, "n"}``.
 

@@ -124,7 +124,7 @@ class BenchSettings:
 
 def check_methods(methods: Sequence[str]) -> list[str]:
     """Validate method names against :func:`lsmseg.methods.method_stages` (the error lists the valid ones)."""
-    from lsmseg.methods.config import method_stages
+    from lsmseg.methods.terms import method_stages
 
     for m in methods:
         method_stages(m, ["x", "y"])
@@ -294,7 +294,7 @@ def measure_method(
     settings: BenchSettings, method: str, stage: int | None = None, flops: int | None = None
 ) -> Measurement:
     """Time a method's training step and its inference; count the step's FLOPs unless given."""
-    from lsmseg.methods.config import method_stages
+    from lsmseg.methods.terms import method_stages
 
     stages = method_stages(method, [Keys.IMAGE, Keys.LABEL])
     times, network = time_steps(settings, method, stage)
@@ -387,7 +387,7 @@ def run_bench(
     over ``peak_sizes``) and the convolution reference are measured before and after the
     rounds, the higher value kept, for the same reason.
     """
-    from lsmseg.methods.config import method_stages
+    from lsmseg.methods.terms import method_stages
 
     check_methods(methods)
     resolve_device(settings.device)

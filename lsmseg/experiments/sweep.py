@@ -103,7 +103,7 @@ def pending_runs(plan: Sequence[RunSpec], rows: Sequence[Mapping[str, Any]]) -> 
 def _check_grid(methods: Sequence[str], proportions: Sequence[float], preset: str) -> None:
     """Usage errors before anything is written: unknown methods, proportions outside (0, 1]."""
     from lsmseg.data.split import check_proportion
-    from lsmseg.methods.config import method_stages
+    from lsmseg.methods.terms import method_stages
 
     for m in methods:
         method_stages(m, ["x", "y"])
