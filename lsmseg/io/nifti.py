@@ -107,23 +107,7 @@ def read_nifti_slice(
     spacing = (zooms[in_plane[0]], zooms[in_plane[1]])
     if not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise IngestError(f"{path.name} has pixel spacing {spacing} mm: cannot compute muscle area in cm2")
-    lps = RAS_TO_LPS @ img.affine
-    voxel = np.zeros(4)
-    voxel[3] = 1.0
-    if axis < ndim:
-        voxel[axis] = slice_index
-    directions = _directions(lps)
-    row_axis, col_axis = directions[:, in_plane[0]], directions[:, in_plane[1]]
-    flips = orientation_flips(row_axis, col_axis)
-    affine, spacing_mm = normalised_geometry(
-        (lps @ voxel)[:3],
-        row_axis,
-        col_axis,
-        spacing,
-        (int(plane.shape[0]), int(plane.shape[1])),
-        flips,
-        slice_step_mm=zooms[axis] if axis < ndim else 1.0,
-    )
+    affine, spacing_mm, flips = _geometry(img, axis, slice_index, spacing, plane.shape)
     ct = CTSlice(
         hu=plane,
         spacing_mm=spacing_mm,
@@ -165,3 +149,31 @@ def _read_plane(path: Path, img: nib.Nifti1Image, axis: int, slice_index: int) -
     if bad:
         raise IngestError(f"{path.name} has {bad} non-finite (NaN or inf) pixels: not a valid HU image")
     return plane
+
+
+def _geometry(
+    img: nib.Nifti1Image, axis: int, slice_index: int, spacing: tuple[float, float], shape: tuple[int, ...]
+) -> tuple[np.ndarray, tuple[float, float], tuple[bool, bool, bool]]:
+    """LPS affine and (row, column) spacing of the normalised grid of plane ``slice_index``,
+    and the flips that normalise the stored plane (see :func:`orientation_flips`)."""
+    ndim = min(len(img.shape), 3)
+    in_plane = [k for k in range(3) if k != axis]
+    lps = RAS_TO_LPS @ img.affine
+    voxel = np.zeros(4)
+    voxel[3] = 1.0
+    if axis < ndim:
+        voxel[axis] = slice_index
+    directions = _directions(lps)
+    row_axis, col_axis = directions[:, in_plane[0]], directions[:, in_plane[1]]
+    flips = orientation_flips(row_axis, col_axis)
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    affine, spacing_mm = normalised_geometry(
+        (lps @ voxel)[:3],
+        row_axis,
+        col_axis,
+        spacing,
+        (int(shape[0]), int(shape[1])),
+        flips,
+        slice_step_mm=zooms[axis] if axis < ndim else 1.0,
+    )
+    return affine, spacing_mm, flips

@@ -78,7 +78,11 @@ def _caption(measurements: Mapping[str, Any] | None, case_id: str) -> str:
 
 
 def _render(
-    ct: CTSlice, layers: Mapping[str, np.ndarray], caption: str, hu_window: tuple[float, float], max_side_px: int
+    ct: CTSlice,
+    layers: Mapping[str, np.ndarray],
+    caption: str,
+    hu_window: tuple[float, float],
+    max_side_px: int,
 ) -> np.ndarray:
     """(h, w, 3) uint8 picture drawn with matplotlib's Agg canvas (no display, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -94,7 +98,9 @@ def _render(
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
     aspect = row_mm / col_mm  # pixels drawn with their physical aspect ratio
-    ax.imshow(ct.hu, cmap="gray", vmin=hu_window[0], vmax=hu_window[1], aspect=aspect, interpolation="nearest")
+    ax.imshow(
+        ct.hu, cmap="gray", vmin=hu_window[0], vmax=hu_window[1], aspect=aspect, interpolation="nearest"
+    )
     ax.imshow(_rgba(layers, (height_px, width_px)), aspect=aspect, interpolation="nearest")
     names = {"muscle": "Muscle", "imat": "IMAT", "sat": "SAT", "vat": "VAT"}
     handles = [Patch(color=TISSUE_COLOURS[k], alpha=0.8, label=names[k]) for k in names if k in layers]

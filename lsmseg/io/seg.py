@@ -82,15 +82,14 @@ def write_dicom_seg(
     One segment per tissue present (SAT, VAT, skeletal muscle; codes in :func:`_segment_codes`),
     algorithm type AUTOMATIC with the given algorithm identification. The mask is put back on
     the stored pixel grid of the source with ``ct.to_source_grid`` so the SEG frame lines up
-    with the referenced SOP instance (same Rows / Columns, plane position and orientation taken
-    from the source). Built with highdicom (``hd.seg.Segmentation``).
+    with the referenced SOP instance (Rows / Columns, plane position and orientation of the
+    source). Built with highdicom.
 
     Args:
         mask: (H, W) Tissue labels on the normalised grid of ``ct``.
         ct: the slice; ``ct.dicom.dataset`` is the source image (pixel data not needed).
         path: output file (``seg.dcm``).
-        algorithm_name / algorithm_version: the model (e.g. bundle name and weights version).
-        software_version: the lsmseg version.
+        algorithm_name / algorithm_version / software_version: the model and the lsmseg version.
         series_number: SEG series number (default: source SeriesNumber + 1000).
         manufacturer: Manufacturer of the SEG instance.
 
