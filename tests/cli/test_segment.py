@@ -15,7 +15,15 @@ import torch
 
 from lsmseg.cli.main import main
 from lsmseg.data.phantom import write_cohort
-from tests.helpers.clinical import TINY_NGF, TINY_SIZE, read_csv, renamed, tiny_bundle, write_bundle, write_dicom
+from tests.helpers.clinical import (
+    TINY_NGF,
+    TINY_SIZE,
+    read_csv,
+    renamed,
+    tiny_bundle,
+    write_bundle,
+    write_dicom,
+)
 
 
 @pytest.fixture(scope="module")
