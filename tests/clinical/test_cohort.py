@@ -439,3 +439,17 @@ def test_muscle_area_error_within_5_percent_with_a_bundle_trained_on_the_phantom
     print(f"muscle area MAE {100 * mae:.2f} % (max {100 * max(errors):.2f} %) with {cfg}")
     assert len(errors) == 20 and math.isfinite(mae)
     assert mae <= 0.05, f"muscle area MAE {100 * mae:.2f} % > 5 %"
+
+
+def test_parse_hu_range_accepts_a_ct_window_and_names_the_problem_otherwise() -> None:
+    from lsmseg.clinical import parse_hu_range
+
+    assert parse_hu_range("VAT", ("-190", -30)) == (-190.0, -30.0)
+    for bad, message in [
+        ((-50, -150), "MIN < MAX, got -50,-150"),
+        (("fat",), "two numbers MIN,MAX"),
+        ((-2000, 0), "outside the CT range -1024..3071 HU"),
+        ((float("nan"), 0), "MIN < MAX"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            parse_hu_range("VAT", bad)
