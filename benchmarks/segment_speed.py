@@ -1,7 +1,7 @@
 """Seconds per slice of ``lsmseg segment``, end to end (DICOM in, CSV out), with a stage breakdown.
 
 A synthetic cohort of N phantom DICOM slices (512x512) is segmented once per network setting with
-:func:`lsmseg.segment.segment_cohort`, the model loaded once per run, exactly as the command does.
+:func:`lsmseg.clinical.segment_cohort`, the model loaded once per run, exactly as the command does.
 The stages come from the run's own clock (``SegmentReport.timings_s``):
 
     ingest      discovery (header scan) + DICOM read, HU conversion and the quality gate
@@ -56,35 +56,32 @@ COLUMNS = (
 
 
 def write_bundle(folder: Path, ngf: int, image_size: int) -> Path:
-    """An inference bundle (configs/inference.json, metadata.json, models/model.pt) with random weights."""
+    """A trained-looking bundle (models/model.pt with random weights, models/model.json, metadata)."""
     import torch
 
-    from lsmseg.methods import Domain, LatentSpaceMapping
+    from lsmseg.engines.record import ModelRecord, write_model_record
+    from lsmseg.methods.registry import build_network
 
+    args = {
+        "domains": [
+            {"name": "image", "kind": "image", "channels": 1},
+            {"name": "label", "kind": "mask", "channels": 4},
+        ],
+        "ngf": ngf,
+        "ndf": ngf,
+        "image_size": image_size,
+    }
     (folder / "configs").mkdir(parents=True, exist_ok=True)
     (folder / "models").mkdir(exist_ok=True)
-    config = {
-        "image_size": image_size,
-        "hu_range": [-250, 250],
-        "class_names": ["background", "sat", "vat", "muscle"],
-        "network_def": {
-            "_target_": "lsmseg.methods.LatentSpaceMapping",
-            "domains": [
-                {"_target_": "lsmseg.methods.Domain", "name": "image", "kind": "image", "channels": 1},
-                {"_target_": "lsmseg.methods.Domain", "name": "label", "kind": "mask", "channels": 4},
-            ],
-            "ngf": ngf,
-            "ndf": ngf,
-            "image_size": "@image_size",
-        },
-    }
-    (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
     (folder / "configs" / "metadata.json").write_text(json.dumps({"name": "untrained", "version": "0"}))
     torch.manual_seed(0)
-    net = LatentSpaceMapping(
-        [Domain("image", "image", 1), Domain("label", "mask", 4)], ngf=ngf, ndf=ngf, image_size=image_size
+    torch.save(build_network("LatentSpaceMapping", args).state_dict(), folder / "models" / "model.pt")
+    record = ModelRecord(
+        network={"name": "LatentSpaceMapping", "args": args},
+        preprocessing={"image_size": image_size, "hu_range": [-250, 250]},
+        class_names=["background", "sat", "vat", "muscle"],
     )
-    torch.save(net.state_dict(), folder / "models" / "model.pt")
+    write_model_record(record, folder / "models" / "model.pt")
     return folder
 
 
@@ -103,8 +100,8 @@ def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, w
     import torch
 
     import lsmseg
+    from lsmseg.clinical import segment_cohort
     from lsmseg.data.phantom import write_cohort
-    from lsmseg.segment import segment_cohort
 
     cohort = work / "cohort"
     print(f"writing {n} phantom DICOM slices (512x512) ...", flush=True)

@@ -39,6 +39,8 @@ if [[ -n "$BUNDLE" ]]; then
     BUNDLE=$(cd "$BUNDLE" 2>/dev/null && pwd) || die "bundle folder $4 does not exist"
     [[ -f "$BUNDLE/models/model.pt" ]] ||
         die "$BUNDLE/models/model.pt is missing: train the bundle first (python -m monai.bundle run --config_file $BUNDLE/configs/train.json)"
+    [[ -f "$BUNDLE/models/model.json" ]] ||
+        die "$BUNDLE/models/model.json is missing: the weights do not say which network they belong to (retrain the bundle, which writes it beside model.pt)"
 fi
 
 case "$TORCH" in
@@ -81,7 +83,7 @@ EOF
 if [[ -n "$BUNDLE" ]]; then
     "$PYTHON" - "$BUNDLE" <<'EOF' || die "the bundle $BUNDLE does not load"
 import sys
-from lsmseg.segment import load_bundle
+from lsmseg.clinical import load_bundle
 model = load_bundle(sys.argv[1], "cpu")
 print(f"install.sh: bundle {model.label} loads (image {model.image_size} px, weights sha256 {model.weights_sha256[:12]})")
 EOF

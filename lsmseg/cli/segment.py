@@ -1,6 +1,6 @@
 """``lsmseg segment INPUT... --out DIR``: L3 body composition and sarcopenia for a CT cohort.
 
-A thin shell over :func:`lsmseg.segment.segment_cohort`: options are checked here without
+A thin shell over :func:`lsmseg.clinical.segment_cohort`: options are checked here without
 importing torch (so ``--help`` and usage errors answer at once), the work happens in the library,
 and the end is a short table on stdout plus the paths of the full results.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lsmseg.cli.args import positive_int
 
 if TYPE_CHECKING:
-    from lsmseg.segment import SegmentReport
+    from lsmseg.clinical import SegmentReport
 
 DEFAULT_VAT_HU = (-150.0, -50.0)  # lsmseg.keys.VAT_HU_DEFAULT, repeated to keep --help import-free
 DEFAULT_CUTOFFS = "prado2008,martin2013,derstine2018"
@@ -66,32 +66,13 @@ def _cutoff_names(text: str) -> str:
     return text
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "segment",
-        help="measure L3 muscle and fat, SMI and sarcopenia from CT slices (DICOM, NIfTI)",
-        description=(
-            "Segment SAT, VAT and skeletal muscle on axial L3 CT slices with a trained bundle,\n"
-            "measure areas (cm2, Alberta HU ranges), muscle attenuation and SMI, judge sarcopenia\n"
-            "by named cut-off sets, and write masks, overlays, DICOM SEG and a results table."
-        ),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    # `--vat-hu -190,-30` must read as a value, not as an unknown option: extend argparse's test
-    # for negative numbers (it has no public hook) to comma-separated pairs of numbers.
-    p._negative_number_matcher = re.compile(rf"^{_NUMBER}(?:,\s*{_NUMBER})?$")
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="DICOM files, DICOM folders (searched recursively) or NIfTI files; one case = one L3 slice",
-    )
+def _add_options(p: argparse.ArgumentParser) -> None:
+    """Where to write, which bundle and patients table, how to measure, how to run."""
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument(
         "--bundle",
         metavar="DIR",
-        help="bundle folder with configs/inference.json and models/model.pt "
+        help="trained bundle folder or name, with models/model.pt and models/model.json "
         "(default: lsm_sss in $LSMSEG_BUNDLES or ./bundles)",
     )
     p.add_argument("--patients", metavar="CSV", help="patients table: height, weight, sex, L3 slice per case")
@@ -126,6 +107,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=positive_int, default=8, metavar="N", help="slices per network call (default 8)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="measure L3 muscle and fat, SMI and sarcopenia from CT slices (DICOM, NIfTI)",
+        description=(
+            "Segment SAT, VAT and skeletal muscle on axial L3 CT slices with a trained bundle,\n"
+            "measure areas (cm2, Alberta HU ranges), muscle attenuation and SMI, judge sarcopenia\n"
+            "by named cut-off sets, and write masks, overlays, DICOM SEG and a results table."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # `--vat-hu -190,-30` must read as a value, not as an unknown option: extend argparse's test
+    # for negative numbers (it has no public hook) to comma-separated pairs of numbers.
+    p._negative_number_matcher = re.compile(rf"^{_NUMBER}(?:,\s*{_NUMBER})?$")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="DICOM files, DICOM folders (searched recursively) or NIfTI files; one case = one L3 slice",
+    )
+    _add_options(p)
     # SUPPRESS: absent here, the top-level `lsmseg --debug segment ...` value is kept
     p.add_argument(
         "--debug",
@@ -133,10 +138,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,
         help="show full tracebacks, also of failed cases",
     )
-
-
-def _flag(value: Any) -> str:
-    return "?" if value is None or value == "" else ("yes" if value is True or value == "True" else "no")
 
 
 def _number(value: Any, fmt: str) -> str:
@@ -210,7 +211,7 @@ def format_summary(report: SegmentReport) -> str:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from lsmseg.segment import segment_cohort
+    from lsmseg.clinical import segment_cohort
 
     if getattr(args, "debug", False):
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -81,6 +81,25 @@ class CTSlice:
             out = out.T
         return np.ascontiguousarray(out)
 
+    def label_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Check an (H, W) label mask against this slice and return it as uint8.
+
+        Raises:
+            ValueError: another shape than ``hu``, non-integer labels, or labels outside 0..255.
+        """
+        mask = np.asarray(mask)
+        if mask.shape != self.hu.shape:
+            raise ValueError(
+                f"case {self.case_id}: mask shape {mask.shape} does not match the CT slice {self.hu.shape}"
+            )
+        if mask.dtype == np.uint8:
+            return mask
+        if mask.dtype != bool and not np.issubdtype(mask.dtype, np.integer):
+            raise ValueError(f"case {self.case_id}: mask must hold integer labels, got dtype {mask.dtype}")
+        if mask.size and (mask.min() < 0 or mask.max() > 255):
+            raise ValueError(f"case {self.case_id}: mask labels must be in 0..255")
+        return mask.astype(np.uint8)
+
     def from_source_grid(self, array: np.ndarray) -> np.ndarray:
         """Map an (H, W) array in stored pixel order onto the normalised grid."""
         flip_rows, flip_cols, transpose = self.flips

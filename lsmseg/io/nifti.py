@@ -100,49 +100,14 @@ def read_nifti_slice(
     img = _load(path)
     axis = slice_axis(img)
     ndim = min(len(img.shape), 3)
-    n_slices = 1 if axis >= ndim else int(img.shape[axis])
-    if slice_index is None:
-        if n_slices > 1:
-            raise IngestError(
-                f"{path.name} has {n_slices} slices: give the L3 slice index (0 to {n_slices - 1})"
-            )
-        slice_index = 0
-    if not 0 <= slice_index < n_slices:
-        raise IngestError(f"{path.name}: slice index {slice_index} is outside 0 to {n_slices - 1}")
-
+    slice_index = _check_slice_index(path, 1 if axis >= ndim else int(img.shape[axis]), slice_index)
+    plane = _read_plane(path, img, axis, slice_index)
     in_plane = [k for k in range(3) if k != axis]
-    index: list[int | slice] = [slice(None)] * ndim + [0] * (len(img.shape) - ndim)
-    if axis < ndim:
-        index[axis] = slice_index
-    try:  # the proxy reads (and scales) only the one slice
-        plane = np.asarray(img.dataobj[tuple(index)], dtype=np.float32)
-    except Exception as err:
-        raise IngestError(f"{path.name}: image data cannot be read: {err}") from err
-    bad = int(np.size(plane) - np.count_nonzero(np.isfinite(plane)))
-    if bad:
-        raise IngestError(f"{path.name} has {bad} non-finite (NaN or inf) pixels: not a valid HU image")
-
     zooms = [float(z) for z in img.header.get_zooms()[:3]] + [1.0]
     spacing = (zooms[in_plane[0]], zooms[in_plane[1]])
     if not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise IngestError(f"{path.name} has pixel spacing {spacing} mm: cannot compute muscle area in cm2")
-    lps = RAS_TO_LPS @ img.affine
-    voxel = np.zeros(4)
-    voxel[3] = 1.0
-    if axis < ndim:
-        voxel[axis] = slice_index
-    directions = _directions(lps)
-    row_axis, col_axis = directions[:, in_plane[0]], directions[:, in_plane[1]]
-    flips = orientation_flips(row_axis, col_axis)
-    affine, spacing_mm = normalised_geometry(
-        (lps @ voxel)[:3],
-        row_axis,
-        col_axis,
-        spacing,
-        (int(plane.shape[0]), int(plane.shape[1])),
-        flips,
-        slice_step_mm=zooms[axis] if axis < ndim else 1.0,
-    )
+    affine, spacing_mm, flips = _geometry(img, axis, slice_index, spacing, plane.shape)
     ct = CTSlice(
         hu=plane,
         spacing_mm=spacing_mm,
@@ -155,3 +120,60 @@ def read_nifti_slice(
     if check:
         check_slice(ct)
     return ct
+
+
+def _check_slice_index(path: Path, n_slices: int, slice_index: int | None) -> int:
+    """The slice to read: ``slice_index``, or 0 for a single-slice file."""
+    if slice_index is None:
+        if n_slices > 1:
+            raise IngestError(
+                f"{path.name} has {n_slices} slices: give the L3 slice index (0 to {n_slices - 1})"
+            )
+        return 0
+    if not 0 <= slice_index < n_slices:
+        raise IngestError(f"{path.name}: slice index {slice_index} is outside 0 to {n_slices - 1}")
+    return slice_index
+
+
+def _read_plane(path: Path, img: nib.Nifti1Image, axis: int, slice_index: int) -> np.ndarray:
+    """The (stored-order) float32 plane ``slice_index`` along ``axis``, finite values only."""
+    ndim = min(len(img.shape), 3)
+    index: list[int | slice] = [slice(None)] * ndim + [0] * (len(img.shape) - ndim)
+    if axis < ndim:
+        index[axis] = slice_index
+    try:  # the proxy reads (and scales) only the one slice
+        plane = np.asarray(img.dataobj[tuple(index)], dtype=np.float32)
+    except Exception as err:
+        raise IngestError(f"{path.name}: image data cannot be read: {err}") from err
+    bad = int(np.size(plane) - np.count_nonzero(np.isfinite(plane)))
+    if bad:
+        raise IngestError(f"{path.name} has {bad} non-finite (NaN or inf) pixels: not a valid HU image")
+    return plane
+
+
+def _geometry(
+    img: nib.Nifti1Image, axis: int, slice_index: int, spacing: tuple[float, float], shape: tuple[int, ...]
+) -> tuple[np.ndarray, tuple[float, float], tuple[bool, bool, bool]]:
+    """LPS affine and (row, column) spacing of the normalised grid of plane ``slice_index``,
+    and the flips that normalise the stored plane (see :func:`orientation_flips`)."""
+    ndim = min(len(img.shape), 3)
+    in_plane = [k for k in range(3) if k != axis]
+    lps = RAS_TO_LPS @ img.affine
+    voxel = np.zeros(4)
+    voxel[3] = 1.0
+    if axis < ndim:
+        voxel[axis] = slice_index
+    directions = _directions(lps)
+    row_axis, col_axis = directions[:, in_plane[0]], directions[:, in_plane[1]]
+    flips = orientation_flips(row_axis, col_axis)
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    affine, spacing_mm = normalised_geometry(
+        (lps @ voxel)[:3],
+        row_axis,
+        col_axis,
+        spacing,
+        (int(shape[0]), int(shape[1])),
+        flips,
+        slice_step_mm=zooms[axis] if axis < ndim else 1.0,
+    )
+    return affine, spacing_mm, flips

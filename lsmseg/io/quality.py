@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
+from lsmseg.io.body import body_mask
 from lsmseg.io.ctslice import CTSlice, IngestError
 from lsmseg.keys import ADIPOSE_HU, MUSCLE_HU
-from lsmseg.transforms.body import body_mask
 
 # Values outside this range come from decompression errors or images not in HU (MGH/DFCI gate).
 PLAUSIBLE_HU = (-11000.0, 12000.0)
@@ -28,6 +28,9 @@ MIN_TISSUE_FRACTION = 0.005
 # Body pixels allowed on the outer image border before the field of view is judged to cut the
 # body off (a few pixels of an arm or of skin folds are tolerated).
 MAX_BORDER_FRACTION = 0.02
+# Matrix sizes of diagnostic axial CT (usually 512); anything outside is not a CT slice as exported
+# by a scanner (a thumbnail, a secondary capture, a stitched image).
+MATRIX_PX_RANGE = (128, 2048)
 
 SliceCheck = Callable[[CTSlice, "Dataset | None"], None]
 
@@ -64,6 +67,17 @@ def check_image_type(ct: CTSlice, dataset: Dataset | None) -> None:
         raise IngestError(
             f"{_what(ct)} has ImageType {shown} ({', '.join(flagged)}): use the original "
             "reconstructed CT slice, not a derived or secondary image"
+        )
+
+
+def check_matrix_size(ct: CTSlice, dataset: Dataset | None) -> None:
+    """Rows and columns must each be within ``MATRIX_PX_RANGE`` (a scanner's axial CT matrix)."""
+    lo, hi = MATRIX_PX_RANGE
+    rows, columns = ct.hu.shape
+    if not (lo <= rows <= hi and lo <= columns <= hi):
+        raise IngestError(
+            f"{_what(ct)}: the image is {rows}x{columns} pixels; an axial CT slice has "
+            f"{lo} to {hi} pixels per side (usually 512x512): a thumbnail or secondary capture?"
         )
 
 
@@ -148,6 +162,7 @@ def check_body_inside(ct: CTSlice, dataset: Dataset | None) -> None:
 DEFAULT_CHECKS: tuple[SliceCheck, ...] = (
     check_modality,
     check_image_type,
+    check_matrix_size,
     check_pixel_spacing,
     check_position_tags,
     check_axial,

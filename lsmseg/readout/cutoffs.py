@@ -113,6 +113,16 @@ class CutoffResult:
     flags: dict[str, bool | None] = field(default_factory=dict)
 
 
+def _sex_or_problem(sex: str | None) -> tuple[str | None, str | None]:
+    """("M" / "F", None), or (None, why no sex-specific threshold applies)."""
+    sex_n = normalize_sex(sex)
+    if sex is None or not str(sex).strip():
+        return None, "sex missing"
+    if sex_n is None:
+        return None, f"sex {sex!r} has no threshold (need M or F)"
+    return sex_n, None
+
+
 @dataclass(frozen=True)
 class CutoffSet:
     """A published table of L3 thresholds.
@@ -168,55 +178,45 @@ class CutoffSet:
         Returns:
             A :class:`CutoffResult`; each verdict is None with a reason when it cannot be made.
         """
-        sex_n = normalize_sex(sex)
-        sex_problem = None
-        if sex is None or not str(sex).strip():
-            sex_problem = "sex missing"
-        elif sex_n is None:
-            sex_problem = f"sex {sex!r} has no threshold (need M or F)"
+        sex_n, sex_problem = _sex_or_problem(sex)
         reasons: list[str] = []
 
-        sarcopenic: bool | None = None
-        if sex_problem:
-            reasons.append(f"sarcopenia: {sex_problem}")
-        elif _missing(smi):
-            reasons.append("sarcopenia: no SMI (height missing)")
-        else:
-            assert smi is not None and sex_n is not None
-            sarcopenic, why = self._compare(self.smi_cm2_m2.for_sex(sex_n), smi, bmi, "SMI", "cm2/m2")
-            reasons.append(f"sarcopenia: {why}")
+        def judge(
+            label: str, thresholds: BySex, value: float | None, missing: str, what: str, unit: str
+        ) -> bool | None:  # one verdict (None when it cannot be made); its reason goes to reasons
+            if sex_problem or sex_n is None:
+                reasons.append(f"{label}: {sex_problem}")
+                return None
+            if value is None or _missing(value):
+                reasons.append(f"{label}: {missing}")
+                return None
+            verdict, why = self._compare(thresholds.for_sex(sex_n), value, bmi, what, unit)
+            reasons.append(f"{label}: {why}")
+            return verdict
 
-        myosteatosis: bool | None = None
+        sarcopenic = judge("sarcopenia", self.smi_cm2_m2, smi, "no SMI (height missing)", "SMI", "cm2/m2")
+        myosteatosis = None
         if self.myosteatosis_hu is not None:
-            if sex_problem:
-                reasons.append(f"myosteatosis: {sex_problem}")
-            elif _missing(muscle_mean_hu):
-                reasons.append("myosteatosis: muscle mean HU missing")
-            else:
-                assert muscle_mean_hu is not None and sex_n is not None
-                myosteatosis, why = self._compare(
-                    self.myosteatosis_hu.for_sex(sex_n), muscle_mean_hu, bmi, "muscle HU", "HU"
-                )
-                reasons.append(f"myosteatosis: {why}")
-
-        flags: dict[str, bool | None] = {}
+            myosteatosis = judge(
+                "myosteatosis",
+                self.myosteatosis_hu,
+                muscle_mean_hu,
+                "muscle mean HU missing",
+                "muscle HU",
+                "HU",
+            )
         values = {"muscle_area_cm2": muscle_area_cm2, "muscle_mean_hu": muscle_mean_hu}
-        for flag in self.extra_flags:
-            key = f"{flag.column}_{self.name}"
-            value = values[flag.quantity]
-            if sex_problem:
-                flags[key] = None
-                reasons.append(f"{flag.column}: {sex_problem}")
-            elif _missing(value):
-                flags[key] = None
-                reasons.append(f"{flag.column}: {flag.quantity} missing")
-            else:
-                assert value is not None and sex_n is not None
-                flags[key], why = self._compare(
-                    flag.thresholds.for_sex(sex_n), value, bmi, flag.quantity, flag.unit
-                )
-                reasons.append(f"{flag.column}: {why}")
-
+        flags = {
+            f"{flag.column}_{self.name}": judge(
+                flag.column,
+                flag.thresholds,
+                values[flag.quantity],
+                f"{flag.quantity} missing",
+                flag.quantity,
+                flag.unit,
+            )
+            for flag in self.extra_flags
+        }
         return CutoffResult(sarcopenic, myosteatosis, "; ".join(reasons), flags)
 
     @staticmethod

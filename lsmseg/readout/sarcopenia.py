@@ -329,6 +329,23 @@ class Readout:
         return {key: _finite_or_none(value) for key, value in row.items()}
 
 
+def _height_source(height_m: float | None, height_source: HeightSource | str | None) -> HeightSource:
+    """Where the height came from, checked against whether there is one."""
+    if height_source is None:
+        source = HeightSource.MISSING
+    else:
+        try:
+            source = HeightSource(height_source)
+        except ValueError:
+            valid = ", ".join(s.value for s in HeightSource)
+            raise ValueError(f"unknown height_source {height_source!r}: valid values are {valid}") from None
+    if height_m is None and source is not HeightSource.MISSING:
+        raise ValueError(f"height_source is {source.value!r} but no height was given")
+    if height_m is not None and source is HeightSource.MISSING:
+        raise ValueError("a height was given without its source: pass height_source='dicom' or 'csv'")
+    return source
+
+
 def build_readout(
     composition: BodyComposition,
     *,
@@ -356,19 +373,7 @@ def build_readout(
         height_m = None
     if weight_kg is not None and not math.isfinite(float(weight_kg)):
         weight_kg = None
-    if height_source is None:
-        source = HeightSource.MISSING
-    else:
-        try:
-            source = HeightSource(height_source)
-        except ValueError:
-            valid = ", ".join(s.value for s in HeightSource)
-            raise ValueError(f"unknown height_source {height_source!r}: valid values are {valid}") from None
-    if height_m is None and source is not HeightSource.MISSING:
-        raise ValueError(f"height_source is {source.value!r} but no height was given")
-    if height_m is not None and source is HeightSource.MISSING:
-        raise ValueError("a height was given without its source: pass height_source='dicom' or 'csv'")
-
+    source = _height_source(height_m, height_source)
     height = _check_height(height_m) if height_m is not None else None
     weight = _check_weight(weight_kg) if weight_kg is not None else None
     smi_value = smi(composition.muscle_area_cm2, height) if height is not None else None

@@ -15,7 +15,15 @@ import torch
 
 from lsmseg.cli.main import main
 from lsmseg.data.phantom import write_cohort
-from tests.test_segment import TINY_NGF, TINY_SIZE, read_csv, renamed, tiny_bundle, write_bundle, write_dicom
+from tests.helpers.clinical import (
+    TINY_NGF,
+    TINY_SIZE,
+    read_csv,
+    renamed,
+    tiny_bundle,
+    write_bundle,
+    write_dicom,
+)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +149,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(
         ["segment", str(good), "--out", str(tmp_path / "o"), "--bundle", str(bundle), "--device", "cuda"]
     )
     assert code == 2
-    assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
+    assert "sees no CUDA GPU; use cpu (or auto)" in capsys.readouterr().err
 
 
 # --- a cohort run --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
-def phantom_hu(shape: tuple[int, int] = (64, 72)) -> np.ndarray:
+def phantom_hu(shape: tuple[int, int] = (128, 144)) -> np.ndarray:
     """(H, W) HU: an elliptic body (fat rim, muscle, viscera) in air, clear of the border.
 
     The body is shifted towards the top-left so that flips and transposes are visible.

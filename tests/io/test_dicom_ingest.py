@@ -123,7 +123,7 @@ ORIENTATIONS = {
 
 @pytest.mark.parametrize("name", list(ORIENTATIONS))
 def test_orientation_is_normalised(tmp_path: Path, name: str) -> None:
-    anatomical = phantom_hu((40, 56))  # rows anterior -> posterior, columns right -> left
+    anatomical = phantom_hu((128, 160))  # rows anterior -> posterior, columns right -> left
     to_stored, iop = ORIENTATIONS[name]
     stored = np.ascontiguousarray(to_stored(anatomical))
     ds = make_ct_dataset(stored, orientation=iop, spacing_mm=(0.7, 0.9))

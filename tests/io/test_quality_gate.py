@@ -66,7 +66,7 @@ def test_implausible_hu(tmp_path: Path) -> None:
 
 def test_slice_without_tissue(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r"shows no body tissue \(0.00% of pixels"):
-        _read(tmp_path, hu=np.full((64, 64), -1000.0))
+        _read(tmp_path, hu=np.full((128, 128), -1000.0))
 
 
 def test_derived_image(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_derived_image(tmp_path: Path) -> None:
 
 
 def test_body_touching_border(tmp_path: Path) -> None:
-    hu = np.full((64, 64), 40.0)  # the body fills the field of view
+    hu = np.full((128, 128), 40.0)  # the body fills the field of view
     hu[:, :4] = -1000.0
     with pytest.raises(IngestError, match=r"the body touches the image border \(\d+% of the border pixels\)"):
         _read(tmp_path, hu=hu)
@@ -93,3 +93,8 @@ def test_border_fraction_counts_each_border_pixel_once() -> None:
     mask = np.zeros((10, 10), dtype=bool)
     mask[0, :] = True
     assert border_fraction(mask) == pytest.approx(10 / 36)
+
+
+def test_a_thumbnail_is_not_a_scanner_slice(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"the image is 96x128 pixels; an axial CT slice has 128 to 2048"):
+        _read(tmp_path, hu=phantom_hu((96, 128)))

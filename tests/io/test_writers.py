@@ -1,10 +1,8 @@
-"""Writers: NIfTI mask geometry, overlay PNG, DICOM SEG round trip, results table, atomicity."""
+"""Writers: NIfTI mask geometry, overlay PNG, DICOM SEG round trip, atomicity."""
 
 from __future__ import annotations
 
 import copy
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +11,8 @@ import pytest
 
 from lsmseg.io.atomic import _UMASK
 from lsmseg.io.ctslice import CTSlice, DicomRef
-from lsmseg.io.writers import (
-    RESULT_COLUMNS_HEAD,
-    atomic_write,
-    write_dicom_seg,
-    write_mask_nifti,
-    write_overlay_png,
-    write_results,
-)
+from lsmseg.io.writers import atomic_write, write_dicom_seg, write_mask_nifti, write_overlay_png
 from lsmseg.keys import Tissue
-from lsmseg.readout.cutoffs import get_cutoff_sets
 from lsmseg.readout.sarcopenia import build_readout, measure
 
 
@@ -217,67 +207,6 @@ def test_dicom_seg_needs_dicom_and_a_non_empty_mask(tmp_path):
     assert not (tmp_path / "seg.dcm").exists()
 
 
-def result_rows():
-    ct = ct_small()
-    mask = tissue_mask()
-    comp = measure(mask, ct.hu, ct.spacing_mm)
-    sets = get_cutoff_sets("prado2008,martin2013")
-    ok = build_readout(
-        comp, height_m=1.7, weight_kg=70, sex="M", height_source="csv", cutoff_sets=sets
-    ).to_row()
-    ok.update(
-        case_id="a", status="ok", error=None, source="a.dcm", runtime_s=0.5, model="lsm_sss", extra_key=1
-    )
-    failed = {
-        "case_id": "b",
-        "status": "failed",
-        "error": "no PixelSpacing",
-        "source": "b.dcm",
-        "runtime_s": 0.1,
-    }
-    return [ok, failed], sets
-
-
-def test_write_results(tmp_path):
-    rows, _ = result_rows()
-    rows[0]["muscle_sd_hu"] = float("nan")
-    csv_path, json_path = write_results(
-        rows, tmp_path / "results.csv", tmp_path / "results.json", {"lsmseg": "0.1.0", "vat_hu": (-150, -50)}
-    )
-    with open(csv_path, newline="") as f:
-        table = list(csv.DictReader(f))
-    with open(csv_path, newline="") as f:
-        header = next(csv.reader(f))
-    expected = [
-        *RESULT_COLUMNS_HEAD,
-        "sarcopenia_prado2008",
-        "sarcopenia_martin2013",
-        "myosteatosis_martin2013",
-        "runtime_s",
-        "model",
-    ]
-    assert header[: len(expected)] == expected
-    assert "extra_key" in header[len(expected) :] and "cutoff_notes" in header[len(expected) :]
-    assert table[0]["case_id"] == "a" and table[0]["status"] == "ok"
-    assert table[0]["muscle_sd_hu"] == ""  # NaN is an empty cell
-    assert float(table[0]["muscle_area_cm2"]) == rows[0]["muscle_area_cm2"]  # full precision
-    assert table[0]["sarcopenia_prado2008"] in ("True", "False")
-    assert table[1]["status"] == "failed" and table[1]["muscle_area_cm2"] == ""
-    document = json.loads(json_path.read_text())
-    assert document["provenance"] == {"lsmseg": "0.1.0", "vat_hu": [-150, -50]}
-    assert document["cases"][0]["muscle_sd_hu"] is None
-    assert document["cases"][1]["error"] == "no PixelSpacing"
-
-
-def test_write_results_names_cutoff_columns_even_when_all_failed(tmp_path):
-    _, sets = result_rows()
-    failed = [{"case_id": "b", "status": "failed", "error": "x"}]
-    csv_path, _ = write_results(failed, tmp_path / "r.csv", tmp_path / "r.json", {}, cutoff_sets=sets)
-    with open(csv_path, newline="") as f:
-        header = next(csv.reader(f))
-    assert "sarcopenia_prado2008" in header and "myosteatosis_martin2013" in header
-
-
 def test_atomic_write_keeps_old_file_when_writer_raises(tmp_path):
     target = tmp_path / "results.csv"
     target.write_text("old\n")
@@ -314,14 +243,4 @@ def test_writers_leave_old_files_intact_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_mask_nifti(np.zeros((128, 128), np.uint8), ct, nifti)
     assert nifti.read_bytes() == before
-
-    rows, _ = result_rows()
-    csv_path, json_path = tmp_path / "results.csv", tmp_path / "results.json"
-    write_results(rows, csv_path, json_path, {"run": 1})
-    old_csv, old_json = csv_path.read_text(), json_path.read_text()
-    monkeypatch.setattr(json, "dumps", lambda *a, **k: (_ for _ in ()).throw(ValueError("boom")))
-    with pytest.raises(ValueError, match="boom"):
-        write_results(rows[:1], csv_path, json_path, {"run": 2})
-    assert json_path.read_text() == old_json
-    assert csv_path.read_text() == old_csv  # the pair stays consistent
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz", "results.csv", "results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz"]

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-import atexit
 import csv
 import json
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 import torch
 
-from lsmseg.data.phantom import cohort_slice, write_cohort
-from lsmseg.keys import Keys, Mode, Tissue
-from lsmseg.methods import Domain, LatentSpaceMapping
-from lsmseg.segment import SegmentError, load_bundle, segment_cohort
-from lsmseg.transforms import CropWindowResize, crop, resize_labels
+from lsmseg.clinical import SegmentationModel, segment_cohort
+from lsmseg.clinical.case import CaseRunner
+from lsmseg.data.phantom import write_cohort
+from lsmseg.errors import UsageError
+from lsmseg.keys import Tissue
+from tests.helpers.clinical import (
+    lsm,
+    nifti,
+    phantom_rows,
+    read_csv,
+    renamed,
+    tiny_bundle,
+    write_bundle,
+    write_dicom,
+)
 
 DESIGN_COLUMNS = (
     "case_id",
@@ -48,136 +54,6 @@ DESIGN_COLUMNS = (
     "runtime_s",
     "model",
 )
-CLASS_NAMES = ["background", "sat", "vat", "muscle"]
-TINY_SIZE, TINY_NGF = 64, 4  # the shared tiny bundle: 64 px input, ngf 4
-
-
-# --- helpers shared with tests/cli/test_segment.py -------------------------------------------------
-def lsm(image_size: int, ngf: int) -> LatentSpaceMapping:
-    """The SSS network: CT image (1 channel) -> 4-class tissue mask."""
-    return LatentSpaceMapping(
-        [Domain(Keys.IMAGE, "image", 1), Domain(Keys.LABEL, "mask", 4)],
-        ngf=ngf,
-        ndf=ngf,
-        image_size=image_size,
-    )
-
-
-def write_bundle(
-    folder: Path,
-    state_dict: dict[str, torch.Tensor] | None,
-    image_size: int,
-    ngf: int,
-    version: str = "0.0.1",
-) -> Path:
-    """A bundle folder with the inference contract of bundles/lsm_sss (no model.pt when state_dict is None)."""
-    (folder / "configs").mkdir(parents=True, exist_ok=True)
-    config = {
-        "imports": ["$import torch", "$import lsmseg"],
-        "bundle_root": "$lsmseg.bundle.root('not_looked_up')",  # segment overrides it with the folder
-        "image_size": image_size,
-        "ngf": ngf,
-        "hu_range": [-250, 250],
-        "class_names": CLASS_NAMES,
-        "network_def": {
-            "_target_": "lsmseg.methods.LatentSpaceMapping",
-            "domains": [
-                {"_target_": "lsmseg.methods.Domain", "name": "image", "kind": "image", "channels": 1},
-                {"_target_": "lsmseg.methods.Domain", "name": "label", "kind": "mask", "channels": 4},
-            ],
-            "ngf": "@ngf",
-            "ndf": "@ngf",
-            "image_size": "@image_size",
-        },
-    }
-    (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
-    (folder / "configs" / "metadata.json").write_text(
-        json.dumps({"name": "tiny phantom LSM", "version": version})
-    )
-    if state_dict is not None:
-        (folder / "models").mkdir(exist_ok=True)
-        torch.save(state_dict, folder / "models" / "model.pt")
-    return folder
-
-
-def phantom_rows(seed: int, n: int, size_px: int, image_size: int) -> list[dict[str, Any]]:
-    """Paired training rows of phantom slices, preprocessed exactly as segment does."""
-    transform = CropWindowResize(model_size=image_size, hu_range=(-250, 250))
-    rows = []
-    for i in range(n):
-        sl = cohort_slice(seed, i, size=size_px)
-        image, geometry = transform.forward(sl.hu)
-        label = np.asarray(resize_labels(crop(sl.mask, geometry.box), (image_size, image_size)))
-        rows.append(
-            {Keys.IMAGE: image, Keys.LABEL: label[None].astype(np.int64), Keys.MODE: int(Mode.PAIRED)}
-        )
-    return rows
-
-
-def _train_tiny(steps: int = 90) -> dict[str, torch.Tensor]:
-    """A few seconds of supervised training: enough for masks that have every tissue."""
-    torch.manual_seed(0)
-    net = lsm(TINY_SIZE, TINY_NGF)
-    rows = phantom_rows(seed=5, n=24, size_px=256, image_size=TINY_SIZE)
-    x = torch.as_tensor(np.stack([r[Keys.IMAGE] for r in rows]))
-    y = torch.as_tensor(np.stack([r[Keys.LABEL][0] for r in rows]))
-    optimiser = torch.optim.Adam(net.generators.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: a second thread only adds waiting on a busy machine
-    try:
-        for _ in range(steps):
-            idx = torch.randint(0, len(rows), (8,), generator=g)
-            loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    finally:
-        torch.set_num_threads(threads)
-    return net.state_dict()
-
-
-_TINY_BUNDLE: list[Path] = []
-
-
-def tiny_bundle() -> Path:
-    """A briefly trained ngf-4 / 64 px bundle, built once per test session (read-only for tests)."""
-    if not _TINY_BUNDLE:
-        root = tempfile.mkdtemp(prefix="lsmseg-tiny-bundle-")
-        atexit.register(shutil.rmtree, root, ignore_errors=True)
-        folder = Path(root) / "tiny_sss"
-        _TINY_BUNDLE.append(write_bundle(folder, _train_tiny(), TINY_SIZE, TINY_NGF))
-    return _TINY_BUNDLE[0]
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def _nifti(path: Path) -> nib.Nifti1Image:
-    image = nib.load(path)
-    assert isinstance(image, nib.Nifti1Image)
-    return image
-
-
-def write_dicom(ds: pydicom.Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def renamed(ds: pydicom.Dataset, patient_id: str) -> pydicom.Dataset:
-    """A copy of a phantom dataset as another patient (new UIDs)."""
-    from pydicom.uid import generate_uid
-
-    out = ds.copy()
-    out.PatientID = patient_id
-    out.SOPInstanceUID = generate_uid()
-    out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
-    out.SeriesInstanceUID = generate_uid()
-    out.StudyInstanceUID = generate_uid()
-    return out
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -269,15 +145,15 @@ def test_dicom_seg_references_its_source_and_matches_the_mask(run: Any, cohort: 
         muscle = seg.get_pixels_by_source_instance(
             [source.SOPInstanceUID], segment_numbers=[labels["Skeletal muscle"]]
         )[0, :, :, 0]
-        mask = np.asarray(_nifti(run.out_dir / "cases" / case_id / "mask.nii.gz").dataobj)[:, :, 0]
+        mask = np.asarray(nifti(run.out_dir / "cases" / case_id / "mask.nii.gz").dataobj)[:, :, 0]
         np.testing.assert_array_equal(muscle.astype(bool), mask == Tissue.MUSCLE)
 
 
 def test_mask_nifti_lies_on_the_source_grid(run: Any, cohort: Path) -> None:
     """Voxel centres of the written mask land where the phantom's own truth mask has them."""
     case_id = run.processed[0]
-    ours = _nifti(run.out_dir / "cases" / case_id / "mask.nii.gz")
-    truth = _nifti(cohort / "masks" / f"{case_id}.nii.gz")  # indexed (column, row, 0)
+    ours = nifti(run.out_dir / "cases" / case_id / "mask.nii.gz")
+    truth = nifti(cohort / "masks" / f"{case_id}.nii.gz")  # indexed (column, row, 0)
     assert ours.shape == (256, 256, 1) and ours.get_data_dtype() == np.uint8
     for r, c in [(0, 0), (10, 200), (255, 3)]:
         np.testing.assert_allclose(ours.affine @ [r, c, 0, 1], truth.affine @ [c, r, 0, 1], atol=1e-3)
@@ -393,25 +269,12 @@ def test_a_series_needs_its_l3_slice_named(cohort: Path, bundle: Path, tmp_path:
     )
 
 
-def test_a_patients_csv_without_an_id_column_is_a_usage_error(
-    cohort: Path, bundle: Path, tmp_path: Path
-) -> None:
-    (tmp_path / "p.csv").write_text("name,height_m\nx,1.7\n")
-    with pytest.raises(SegmentError, match="needs a case_id or patient_id column"):
-        segment_cohort([cohort / "images"], tmp_path / "o", bundle, patients_csv=tmp_path / "p.csv")
-    (tmp_path / "twice.csv").write_text("case_id,height_m\nx,1.7\nx,1.8\n")
-    with pytest.raises(SegmentError, match=r"lists x twice \(lines 2 and 3\)"):
-        segment_cohort([cohort / "images"], tmp_path / "o", bundle, patients_csv=tmp_path / "twice.csv")
-
-
 # --- resume --------------------------------------------------------------------------------------------
 def test_resume_after_an_interruption_runs_only_the_missing_cases(
     cohort: Path, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lsmseg import segment
-
     out = tmp_path / "out"
-    finish = segment._Run.finish
+    finish = CaseRunner.finish
     calls = {"n": 0}
 
     def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -420,10 +283,10 @@ def test_resume_after_an_interruption_runs_only_the_missing_cases(
             raise KeyboardInterrupt
         return finish(self, *args, **kwargs)
 
-    monkeypatch.setattr(segment._Run, "finish", interrupted)
+    monkeypatch.setattr(CaseRunner, "finish", interrupted)
     with pytest.raises(KeyboardInterrupt):
         segment_cohort([cohort / "images"], out, bundle, batch_size=2, device="cpu", progress=False)
-    monkeypatch.setattr(segment._Run, "finish", finish)
+    monkeypatch.setattr(CaseRunner, "finish", finish)
     first = json.loads((out / "results.json").read_text())["cases"]
     assert [r["case_id"] for r in first] == ["phantom_0001", "phantom_0002"]  # the finished batch
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "cases").rglob("*.*")}
@@ -446,7 +309,7 @@ def test_resume_after_an_interruption_runs_only_the_missing_cases(
 def test_resume_refuses_a_folder_made_with_other_settings(cohort: Path, bundle: Path, tmp_path: Path) -> None:
     one = cohort / "images" / "phantom_0001.dcm"
     segment_cohort([one], tmp_path / "o", bundle, device="cpu", progress=False)
-    with pytest.raises(SegmentError, match=r"other settings \(hu_ranges differ\)"):
+    with pytest.raises(UsageError, match=r"other settings \(hu_ranges differ\)"):
         segment_cohort(
             [one], tmp_path / "o", bundle, vat_hu=(-190, -30), resume=True, device="cpu", progress=False
         )
@@ -484,8 +347,6 @@ def test_resume_redoes_a_case_whose_patient_row_changed(cohort: Path, bundle: Pa
 def test_a_network_failure_on_a_batch_is_retried_case_by_case(
     cohort: Path, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lsmseg.segment import SegmentationModel
-
     predict = SegmentationModel.predict
 
     def no_room_for_batches(self: SegmentationModel, images: np.ndarray) -> np.ndarray:
@@ -506,31 +367,6 @@ def test_a_network_failure_on_a_batch_is_retried_case_by_case(
     failed = segment_cohort([cohort / "images"], tmp_path / "b", bundle, device="cpu", progress=False)
     assert failed.exit_status == 1 and len(failed.rows) == 5
     assert all("unexpected error (RuntimeError: device lost)" in r["error"] for r in failed.rows)
-
-
-# --- the bundle ----------------------------------------------------------------------------------------
-def test_a_bundle_without_weights_says_how_to_train_it(bundle: Path, tmp_path: Path) -> None:
-    empty = write_bundle(tmp_path / "untrained", None, TINY_SIZE, TINY_NGF)
-    (empty / "configs" / "train.json").write_text("{}")
-    with pytest.raises(
-        SegmentError,
-        match=r"no trained weights \(models/model.pt\): train it first: python -m monai.bundle run",
-    ):
-        load_bundle(empty, "cpu")
-
-
-def test_weights_of_another_network_are_refused(bundle: Path, tmp_path: Path) -> None:
-    other = write_bundle(tmp_path / "other", lsm(64, 8).state_dict(), TINY_SIZE, TINY_NGF)
-    with pytest.raises(SegmentError, match="does not fit the network"):
-        load_bundle(other, "cpu")
-
-
-def test_bundle_loads_once_and_predicts_probabilities(bundle: Path) -> None:
-    model = load_bundle(bundle, "cpu")
-    probs = model.predict(np.random.default_rng(0).random((3, 1, 64, 64), dtype=np.float32))
-    assert probs.shape == (3, 4, 64, 64) and probs.dtype == np.float32
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert model.label == "tiny_sss@0.0.1" and len(model.weights_sha256) == 64
 
 
 # --- accuracy ----------------------------------------------------------------------------------------------
@@ -603,3 +439,17 @@ def test_muscle_area_error_within_5_percent_with_a_bundle_trained_on_the_phantom
     print(f"muscle area MAE {100 * mae:.2f} % (max {100 * max(errors):.2f} %) with {cfg}")
     assert len(errors) == 20 and math.isfinite(mae)
     assert mae <= 0.05, f"muscle area MAE {100 * mae:.2f} % > 5 %"
+
+
+def test_parse_hu_range_accepts_a_ct_window_and_names_the_problem_otherwise() -> None:
+    from lsmseg.clinical import parse_hu_range
+
+    assert parse_hu_range("VAT", ("-190", -30)) == (-190.0, -30.0)
+    for bad, message in [
+        ((-50, -150), "MIN < MAX, got -50,-150"),
+        (("fat",), "two numbers MIN,MAX"),
+        ((-2000, 0), "outside the CT range -1024..3071 HU"),
+        ((float("nan"), 0), "MIN < MAX"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            parse_hu_range("VAT", bad)
