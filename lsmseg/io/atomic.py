@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,6 +68,9 @@ def write_json_atomic(path: PathLike, data: Any, **dumps: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, **dumps) + "\n")
 
 
+_NUMERIC_TEXT = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?(\.\.[-+]?\d+(\.\d+)?)?")
+
+
 def csv_cell(value: Any) -> str:
     """One CSV cell: None and NaN empty, floats in full precision, lists/dicts as JSON, and
     text that a spreadsheet would run as a formula (starting with ``= + - @``) prefixed with
@@ -80,6 +84,8 @@ def csv_cell(value: Any) -> str:
     if isinstance(value, list | tuple | dict):
         return json.dumps(value)
     text = str(value)
+    if _NUMERIC_TEXT.fullmatch(text):  # a number or a range such as "-150..-50" is data, not a formula
+        return text
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
