@@ -8,9 +8,8 @@ data set was prepared with "the image's background cropped"). :class:`BodyCropd`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch

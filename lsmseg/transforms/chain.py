@@ -140,7 +140,9 @@ class CropWindowResize:
         """(H, W) HU -> ((1, S, S) float32 in [0, 1], geometry for the inverse)."""
         if hu.ndim != 2:
             raise ValueError(f"expected an (H, W) HU slice, got shape {hu.shape}")
-        image = self.chain({Keys.IMAGE: MetaTensor(torch.as_tensor(np.asarray(hu, np.float32))[None])})[Keys.IMAGE]
+        image = self.chain({Keys.IMAGE: MetaTensor(torch.as_tensor(np.asarray(hu, np.float32))[None])})[
+            Keys.IMAGE
+        ]
         operations = copy.deepcopy(image.applied_operations)
         geometry = SliceGeometry(crop_box_of(image), self.model_size, operations)
         return np.asarray(image.array, dtype=np.float32), geometry
@@ -159,12 +161,16 @@ class CropWindowResize:
         Returns:
             (H, W) uint8 labels; outside the crop it is background.
         """
-        scores = torch.as_tensor(np.asarray(torch.as_tensor(mask_or_probs).detach().cpu()), dtype=torch.float32)
+        scores = torch.as_tensor(
+            np.asarray(torch.as_tensor(mask_or_probs).detach().cpu()), dtype=torch.float32
+        )
         is_labels = scores.ndim == 2 or scores.shape[0] == 1
         pred = MetaTensor(scores.reshape(1, *scores.shape[-2:]) if is_labels else scores)
         operations = copy.deepcopy(geometry.operations)
         # labels must not be blended: replay the resize with nearest neighbour (what Invertd's nearest_interp does)
-        pred.applied_operations = convert_applied_interp_mode(operations, mode=LABEL_MODE) if is_labels else operations
+        pred.applied_operations = (
+            convert_applied_interp_mode(operations, mode=LABEL_MODE) if is_labels else operations
+        )
         native = self.chain.inverse({Keys.IMAGE: pred})[Keys.IMAGE]
         labels = native[0].round() if is_labels else native.argmax(dim=0)
         return np.asarray(labels.cpu().numpy(), dtype=np.uint8)

@@ -38,7 +38,9 @@ def test_crop_box_is_square_with_margin_inside_the_image() -> None:
 def test_body_cropd_crops_every_key_to_the_square_and_pads_back_exactly() -> None:
     hu, mask = synthetic_l3((300, 420))
     crop = BodyCropd(["image", "label"], source_key="image")
-    data = crop({"image": MetaTensor(torch.as_tensor(hu)[None]), "label": MetaTensor(torch.as_tensor(mask)[None])})
+    data = crop(
+        {"image": MetaTensor(torch.as_tensor(hu)[None]), "label": MetaTensor(torch.as_tensor(mask)[None])}
+    )
     box = body_crop_box(hu)
     assert crop_box_of(data["image"]) == box and tuple(data["label"].shape) == (1, *box.shape)
     window = (slice(box.row0, box.row1), slice(box.col0, box.col1))
