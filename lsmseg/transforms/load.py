@@ -50,14 +50,20 @@ def slice_to_meta(ct: CTSlice, values: np.ndarray | None = None) -> MetaTensor:
     """(1, H, W) float32 MetaTensor of ``values`` (default: the HU) on the grid of ``ct``.
 
     The affine is ``ct.affine`` in RAS; ``filename_or_obj`` is the source file, which
-    ``SaveImaged`` names its output after.
+    ``SaveImaged`` names its output after, and ``original_affine`` / ``spatial_shape`` the grid
+    it writes on.
     """
-    pixels = ct.hu if values is None else values
-    return MetaTensor(
-        torch.as_tensor(np.asarray(pixels, np.float32))[None],
-        affine=torch.as_tensor(LPS_TO_RAS @ np.asarray(ct.affine, np.float64)),
-        meta={"filename_or_obj": str(ct.source), "case_id": ct.case_id},
-    )
+    pixels = np.asarray(ct.hu if values is None else values, np.float32)
+    affine = torch.as_tensor(LPS_TO_RAS @ np.asarray(ct.affine, np.float64))
+    # original_affine / spatial_shape: the grid SaveImaged writes on (resampling to it is a no-op
+    # once Invertd has restored the affine)
+    meta = {
+        "filename_or_obj": str(ct.source),
+        "case_id": ct.case_id,
+        "original_affine": affine.clone(),
+        "spatial_shape": np.array(pixels.shape),
+    }
+    return MetaTensor(torch.as_tensor(pixels)[None], affine=affine, meta=meta)
 
 
 class LoadCTd(MapTransform):
