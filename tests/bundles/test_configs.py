@@ -74,7 +74,11 @@ def test_every_module_a_config_calls_is_imported(bundle: str, name: str) -> None
     """``$lsmseg.data.sit.embedded_sit()`` fails in a fresh process unless the config imports it."""
     configs = REPO / "bundles" / bundle / "configs"
     text = (configs / name).read_text()
-    imported = set(json.loads((configs / "train.json").read_text())["imports"]) if name != "inference.json" else set()
+    imported = (
+        set(json.loads((configs / "train.json").read_text())["imports"])
+        if name != "inference.json"
+        else set()
+    )
     imported |= set(json.loads(text).get("imports", []))
     used = set(MODULE_USE.findall(text))
     assert not [m for m in used if f"$import {m}" not in imported], name
@@ -114,7 +118,14 @@ def _corners_mm(image: nib.Nifti1Image) -> list[tuple[float, ...]]:
 
 def _monai_run(copy: Path, config_set: str, *args: str) -> str:
     files = config_files(copy, config_set)
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files) if len(files) > 1 else files[0]]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(files) if len(files) > 1 else files[0],
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     done = subprocess.run([*command, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{config_set}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"

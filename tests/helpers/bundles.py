@@ -56,7 +56,11 @@ CONFIG_SETS = {
 
 def copy_bundle(name: str, where: Path) -> Path:
     """A copy of a shipped bundle folder (what users do), without trained weights or outputs."""
-    return Path(shutil.copytree(REPO / "bundles" / name, where / name, ignore=shutil.ignore_patterns("models", "eval")))
+    return Path(
+        shutil.copytree(
+            REPO / "bundles" / name, where / name, ignore=shutil.ignore_patterns("models", "eval")
+        )
+    )
 
 
 def config_files(bundle: Path, config_set: str) -> list[str]:
