@@ -95,7 +95,7 @@ def model_record(ckpt_dir: str | os.PathLike) -> ModelRecord:
     unreadable record ends the run with one line.
     """
     try:
-        return read_model_record(ckpt_dir)
+        return read_model_record(Path(ckpt_dir))
     except RecordError as err:
         fail(str(err))
 

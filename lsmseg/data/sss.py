@@ -37,11 +37,11 @@ from monai.data import PersistentDataset
 from monai.transforms import Compose, MapTransform
 
 from lsmseg.data.cache import cache_root, generated_folder
-from lsmseg.data.split import rows_from_split, supervision_split
+from lsmseg.data.split import SupervisionSplit, rows_from_split, supervision_split
 from lsmseg.errors import fail
 from lsmseg.io import read_nifti_slice
 from lsmseg.keys import TISSUE_NAMES, Keys, Mode, Tissue
-from lsmseg.transforms import DEFAULT_HU_RANGE, ct_chain
+from lsmseg.transforms import DEFAULT_HU_RANGE, chain_key, ct_chain
 from lsmseg.transforms.load import case_id_of, read_ct, slice_to_meta
 
 logger = logging.getLogger(__name__)
@@ -197,14 +197,24 @@ class LoadSSSCased(MapTransform):
         return d
 
 
+def sss_chain(image_size: int = 128, hu_range: Sequence[float] = DEFAULT_HU_RANGE) -> Compose:
+    """What a case goes through: :class:`LoadSSSCased`, then :func:`ct_chain` with its mask.
+
+    The bundles write the same chain out as train.json's ``preprocessing``.
+    """
+    return Compose([LoadSSSCased(), *ct_chain(image_size, hu_range, label_key=Keys.LABEL).transforms])
+
+
 def case_arrays(
-    cases: Sequence[SSSCase], image_size: int, hu_range: tuple[float, float]
+    cases: Sequence[SSSCase], preprocessing: Compose
 ) -> dict[str, tuple[np.ndarray | None, np.ndarray | None]]:
     """{case_id: (image (1, S, S) float32 in [0, 1], mask (1, S, S) int64)}, a missing view None.
 
-    Preprocessed by :class:`LoadSSSCased` then :func:`ct_chain`, through a ``PersistentDataset``
-    keyed by the files (path, mtime, size) and the settings (a changed file gets a new entry).
+    Preprocessed by ``preprocessing`` (e.g. :func:`sss_chain`) through a ``PersistentDataset``
+    keyed by the files (path, mtime, size) and the chain's settings (:func:`chain_key`), so a
+    changed file or setting gets a new entry.
     """
+    settings = chain_key(preprocessing)
     items = []
     for case in cases:
         stamps = [
@@ -216,11 +226,10 @@ def case_arrays(
                 Keys.CASE_ID: case.case_id,
                 Keys.IMAGE: str(case.image or ""),
                 Keys.LABEL: str(case.mask or ""),
-                "cache_key": [CACHE_VERSION, int(image_size), list(hu_range), stamps],
+                "cache_key": [CACHE_VERSION, settings, stamps],
             }
         )
-    chain = Compose([LoadSSSCased(), ct_chain(image_size, hu_range, label_key=Keys.LABEL)])
-    dataset = PersistentDataset(items, chain, cache_dir=cache_root() / "sss-cache")
+    dataset = PersistentDataset(items, preprocessing, cache_dir=cache_root() / "sss-cache")
     arrays = {}
     for index in range(len(dataset)):
         try:
@@ -247,6 +256,7 @@ def load_sss(
     image_size: int = 128,
     hu_range: Sequence[float] = DEFAULT_HU_RANGE,
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    preprocessing: Compose | None = None,
 ) -> dict[str, list[dict]]:
     """Read an SSS folder and make training, validation and test rows.
 
@@ -260,9 +270,10 @@ def load_sss(
         dataset_dir: folder with ``images/`` and ``masks/`` (see the module docstring).
         proportion: fraction p of the training pairs kept paired, 0 < p <= 1.
         seed: which training pairs stay paired.
-        image_size: S, side of the network input (pixels).
-        hu_range: HU window mapped to [0, 1].
+        image_size: S, side of the network input (pixels), for the default preprocessing.
+        hu_range: HU window mapped to [0, 1], for the default preprocessing.
         fractions: train, valid, test fractions of the pairs.
+        preprocessing: the chain each case goes through; default :func:`sss_chain`.
 
     Returns:
         {"train", "valid", "test"}: lists of rows ``{"image": (1, S, S) float32 in [0, 1],
@@ -273,9 +284,7 @@ def load_sss(
         FileNotFoundError / ValueError: a missing folder, fewer than 3 pairs, or a case that
             cannot be read (the message names the case; training data fails early).
     """
-    low, high = (float(hu_range[0]), float(hu_range[1]))
-    if not high > low:
-        raise ValueError(f"hu_range must be an increasing [min, max] in HU, got {list(hu_range)}")
+    preprocessing = preprocessing or sss_chain(image_size, hu_range)
     cases = scan_sss(dataset_dir)
     pairs = [c for c in cases if c.mode == Mode.PAIRED]
     if len(pairs) < 3:
@@ -283,9 +292,24 @@ def load_sss(
             f"dataset_dir {dataset_dir} has {len(pairs)} image/mask pair(s) (same file name in "
             "images/ and masks/): need at least 3 for a train/valid/test split"
         )
-    arrays = case_arrays(cases, image_size, (low, high))
-    zero_x = np.zeros((1, image_size, image_size), np.float32)
-    zero_y = np.zeros((1, image_size, image_size), np.int64)
+    arrays = case_arrays(cases, preprocessing)
+    rows = _rows(cases, pairs, arrays, supervision_split(len(pairs), proportion, seed, fractions))
+    logger.info(
+        f"SSS {dataset_dir}: {len(pairs)} pairs, {len(cases) - len(pairs)} unpaired files; rows train "
+        f"{len(rows['train'])}, valid {len(rows['valid'])}, test {len(rows['test'])}"
+    )
+    return rows
+
+
+def _rows(
+    cases: list[SSSCase],
+    pairs: list[SSSCase],
+    arrays: dict[str, tuple[np.ndarray | None, np.ndarray | None]],
+    split: SupervisionSplit,
+) -> dict[str, list[dict]]:
+    """Rows of the split of ``pairs``, plus the unpaired cases as training rows (see load_sss)."""
+    shape = next(a.shape for views in arrays.values() for a in views if a is not None)  # (1, S, S)
+    zero_x, zero_y = np.zeros(shape, np.float32), np.zeros(shape, np.int64)
 
     def row(case: SSSCase, mode: Mode) -> dict:
         image, mask = arrays[case.case_id]
@@ -296,28 +320,17 @@ def load_sss(
             Keys.CASE_ID: case.case_id,
         }
 
-    rows = rows_from_split(
-        supervision_split(len(pairs), proportion, seed, fractions), lambda i, mode: row(pairs[i], mode)
-    )
-    unpaired = [c for c in cases if c.mode != Mode.PAIRED]
-    rows["train"] += [row(c, c.mode) for c in unpaired]
-    logger.info(
-        f"SSS {dataset_dir}: {len(pairs)} pairs, {len(unpaired)} unpaired files; rows train "
-        f"{len(rows['train'])}, valid {len(rows['valid'])}, test {len(rows['test'])}"
-    )
+    rows = rows_from_split(split, lambda i, mode: row(pairs[i], mode))
+    rows["train"] += [row(c, c.mode) for c in cases if c.mode != Mode.PAIRED]
     return rows
 
 
 def load_rows(
-    dataset_dir: str | Path,
-    proportion: float = 1.0,
-    seed: int = 0,
-    image_size: int = 128,
-    hu_range: Sequence[float] = DEFAULT_HU_RANGE,
+    dataset_dir: str | Path, proportion: float = 1.0, seed: int = 0, preprocessing: Compose | None = None
 ) -> dict[str, list[dict]]:
     """:func:`load_sss` for bundle configs: bad data ends the run with one line, no traceback."""
     try:
-        return load_sss(dataset_dir, proportion, seed, image_size, hu_range)
+        return load_sss(dataset_dir, proportion, seed, preprocessing=preprocessing)
     except (OSError, ValueError) as err:
         fail(str(err))
 

@@ -144,7 +144,9 @@ class BodyCropForeground(CropForeground):
         threshold_hu: float = BODY_THRESHOLD_HU,
         opening_radius_px: int = TABLE_OPENING_RADIUS_PX,
     ) -> None:
-        super().__init__(allow_smaller=True)
+        # the foreground is the body (fat is negative HU: MONAI's default "> 0" would cut it off);
+        # compute_bounding_box squares the box around it
+        super().__init__(select_fn=body_mask, allow_smaller=True)
         self.margin_px = int(margin_px)
         self.threshold_hu = float(threshold_hu)
         self.opening_radius_px = int(opening_radius_px)

@@ -16,7 +16,10 @@ the arg-max there), then arg-maxed. Bundle JSON writes the same chain out as a v
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import hashlib
+import inspect
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +79,39 @@ def ct_chain(
             ),
         ]
     )
+
+
+def _settings(obj: Any, depth: int = 0) -> Any:
+    """JSON-able settings of a transform: its class and public attributes, recursively."""
+    if isinstance(obj, (str, bool)) or obj is None:
+        return obj
+    if isinstance(obj, (int, float)):  # 200 (JSON) and 200.0 (Python) are the same setting
+        return float(obj)
+    if isinstance(obj, (list, tuple)):
+        return [_settings(v, depth + 1) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _settings(v, depth + 1) for k, v in sorted(obj.items(), key=str)}
+    if isinstance(obj, type) or inspect.isroutine(obj):  # numpy dtypes, select functions
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, (torch.dtype, np.dtype)):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy / torch values
+        return obj.tolist()
+    if depth > 8 or not hasattr(obj, "__dict__"):
+        return type(obj).__name__
+    # R: the random state of Randomizable transforms, which changes between runs; not a setting
+    public = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k != "R"}
+    return {"class": type(obj).__name__, **_settings(public, depth + 1)}
+
+
+def chain_key(transform: Callable[..., Any]) -> str:
+    """A digest of a chain's settings (classes, keys, sizes, HU range ...) for on-disk caches.
+
+    The same settings give the same key in every run and process, so cached preprocessing is
+    reused exactly when it would be recomputed identically.
+    """
+    text = json.dumps(_settings(transform), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def crop_box_of(image: MetaTensor) -> CropBox:

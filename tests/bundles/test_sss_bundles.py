@@ -183,3 +183,23 @@ def test_inference_writes_masks_on_the_source_grid(tmp_path: Path) -> None:
         labels = np.asarray(nib.load(pred / f"{name}.nii.gz").dataobj)
         assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3}
         assert read_mask(pred / f"{name}.nii.gz").shape == (size, size)  # the CT's own grid
+
+
+def test_the_visible_preprocessing_is_the_chain_of_the_library() -> None:
+    """train.json / inference.json write out ct_chain as Compose entries: the same transforms."""
+    from monai.bundle import ConfigParser
+
+    from lsmseg.data.sss import sss_chain
+    from lsmseg.transforms import chain_key, ct_chain
+    from lsmseg.transforms.load import LoadCTd
+
+    train = ConfigParser()
+    train.read_config(str(_configs("lsm_sss") / "train.json"))
+    train.update({"image_size": 64, "hu_range": [-200, 200]})
+    assert chain_key(train.get_parsed_content("preprocessing")) == chain_key(sss_chain(64, (-200, 200)))
+    inference = ConfigParser()
+    inference.read_config(str(_configs("lsm_sss") / "inference.json"))
+    inference.update({"image_size": 64, "hu_range": [-200, 200]})  # as read from models/model.json
+    expected = ct_chain(64, (-200, 200))
+    expected.transforms = (LoadCTd("image"), *expected.transforms)
+    assert chain_key(inference.get_parsed_content("preprocessing")) == chain_key(expected)

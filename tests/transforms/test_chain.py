@@ -9,7 +9,7 @@ from monai.data import MetaTensor, decollate_batch, list_data_collate
 from monai.transforms import Invertd, Resize
 
 from lsmseg.keys import Tissue
-from lsmseg.transforms import CropBox, CropWindowResize, crop, ct_chain, resize_labels
+from lsmseg.transforms import CropBox, CropWindowResize, chain_key, crop, ct_chain, resize_labels
 from tests.helpers.bundles import iou, synthetic_l3
 
 
@@ -79,3 +79,19 @@ def test_geometry_survives_batching_and_invertd_restores_each_native_grid() -> N
         native = invert(item)["pred"]
         assert tuple(native.shape) == (4, *hu.shape)
         assert iou(native.argmax(0).numpy() == Tissue.MUSCLE, mask == Tissue.MUSCLE) >= 0.9
+
+
+def test_chain_key_follows_the_settings_only() -> None:
+    key = chain_key(ct_chain(64, (-250, 250)))
+    assert key == chain_key(ct_chain(64, (-250.0, 250.0)))  # a fresh chain, JSON ints: same settings
+    assert (
+        len(
+            {
+                key,
+                chain_key(ct_chain(32)),
+                chain_key(ct_chain(64, (-200, 200))),
+                chain_key(ct_chain(64, margin_px=4)),
+            }
+        )
+        == 4
+    )
