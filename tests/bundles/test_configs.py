@@ -161,3 +161,12 @@ def test_trained_small_then_evaluated_and_inferred_with_no_settings(
         # the same grid in space (the mask is stored in the normalised pixel order)
         source = nib.load(datasets[bundle] / "images" / "phantom_0001.nii.gz")
         assert _corners_mm(nib.load(predictions[0])) == _corners_mm(source)
+
+
+def test_inference_without_a_model_record_says_to_retrain(tmp_path: Path) -> None:
+    """Weights without models/model.json (trained before records existed) stop with one line."""
+    from lsmseg.bundle import model_record
+
+    (tmp_path / "models").mkdir()
+    with pytest.raises(SystemExit, match=r"lsmseg: error: .*model\.json is missing.*retrain"):
+        model_record(tmp_path / "models")
