@@ -12,19 +12,13 @@ mkdir -p "$out"
 echo "== 1/3 synthetic L3 cohort"
 [ -f "$out/cohort/truth.csv" ] || lsmseg phantom "$out/cohort" --n 40 --format dicom --seed 0
 
-echo "== 2/3 train lsm_sss at smoke size (ngf 8, $epochs epochs) on the cohort"
+echo "== 2/3 train lsm_sss at smoke size (ngf 8, 64 px, $epochs epochs) on the cohort"
+# A copy of the bundle runs where it lies; training records the network it used in
+# models/model.json, which segmentation reads: nothing in the copy is edited.
 rm -rf "$out/lsm_sss" && cp -r bundles/lsm_sss "$out/lsm_sss" && rm -rf "$out/lsm_sss/models" "$out/lsm_sss/eval"
-# The copy's inference network must match the smoke width the weights are trained with.
-python - "$out/lsm_sss/configs/inference.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-config = json.load(open(path))
-config["ngf"], config["ndf"] = 8, 8
-json.dump(config, open(path, "w"), indent=4)
-PY
 python -m monai.bundle run training --config_file "$out/lsm_sss/configs/train.json" \
-  --bundle_root "$out/lsm_sss" --dataset_dir "$out/cohort" \
-  --max_epochs "$epochs" --ngf 8 --ndf 8 --batch_size 8 --learning_rate 0.002 --patience 5
+  --dataset_dir "$out/cohort" --max_epochs "$epochs" --ngf 8 --ndf 8 --image_size 64 \
+  --batch_size 8 --learning_rate 0.002 --patience 5
 
 echo "== 3/3 segment the cohort and measure"
 status=0

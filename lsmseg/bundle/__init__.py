@@ -1,13 +1,15 @@
-"""The glue bundle configs call: locating a bundle and checking a run's settings up front."""
+"""The glue bundle configs call: locating a bundle, the trained model's record, up-front checks."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lsmseg.data.split import check_proportion
+from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError
 from lsmseg.errors import fail as fail
 from lsmseg.methods.config import Lambdas, check_adversarial, method_stages
@@ -49,13 +51,52 @@ def find_bundle(bundle: str | os.PathLike[str]) -> Path:
     )
 
 
-def root(name: str) -> str:
-    """Folder of the bundle ``name`` for bundle configs (see :func:`find_bundle`); a missing
-    bundle ends the run with one line. Override with ``--bundle_root DIR`` on the command line.
+def running_bundle() -> Path | None:
+    """Folder of the bundle whose config MONAI's ``ConfigWorkflow`` is running, if any.
+
+    ``python -m monai.bundle run --config_file B/configs/train.json`` (and ``lsmseg sweep``) run
+    a ``ConfigWorkflow``, which knows the folder of its first config file; its parent (when the
+    folder is ``configs/``) is the bundle. Found on the call stack, since MONAI does not hand it
+    to config expressions.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        workflow = frame.f_locals.get("self")
+        if isinstance(workflow, ConfigWorkflow):
+            configs = Path(workflow.config_root_path)
+            return configs.parent if configs.name == "configs" else configs
+        frame = frame.f_back
+    return None
+
+
+def root(name: str | None = None) -> str:
+    """Folder of the bundle for bundle configs: the one the running config file lives in (so a
+    copied or renamed folder works), else the bundle called ``name`` (see :func:`find_bundle`),
+    else the working directory when it is a bundle.
+
+    Anything else ends the run with one line. Override with ``--bundle_root DIR``.
+    """
+    here = running_bundle()
+    if here is not None:
+        return str(here)
+    try:
+        return str(find_bundle(name or Path.cwd()))
+    except UsageError as err:
+        fail(str(err))
+
+
+def model_record(ckpt_dir: str | os.PathLike) -> ModelRecord:
+    """The record of the trained model in ``ckpt_dir`` (``model.json`` beside ``model.pt``).
+
+    Inference and evaluation build the network and preprocessing from it, so a bundle trained
+    with other settings (``--ngf 8 --image_size 64``) needs no edited config. A missing or
+    unreadable record ends the run with one line.
     """
     try:
-        return str(find_bundle(name))
-    except UsageError as err:
+        return read_model_record(Path(ckpt_dir))
+    except RecordError as err:
         fail(str(err))
 
 

@@ -1,58 +1,45 @@
-"""Transforms between a native CT slice and the network grid, each with its inverse.
+"""The one invertible preprocessing chain between a native CT slice and the network grid.
 
-Array-level cores (``body``, ``intensity``, ``resize``, ``pipeline``) hold the maths; the
-dictionary wrappers (``dictionary``) pick keys and delegate.
+``ct_chain`` (body crop -> HU window -> resize, MONAI dictionary transforms on MetaTensors) is
+what bundles, training rows and ``lsmseg segment`` use; ``Invertd`` takes predictions back.
+:mod:`lsmseg.transforms.load` (``LoadCTd``) reads a slice file into the chain's input; it is not
+imported here because it depends on :mod:`lsmseg.io`.
 """
 
 from lsmseg.transforms.body import (
     BODY_THRESHOLD_HU,
-    BodyCrop,
+    BodyCropd,
+    BodyCropForeground,
     CropBox,
     body_crop_box,
     body_mask,
     crop,
-    uncrop,
 )
-from lsmseg.transforms.dictionary import (
-    CROP_BOX_KEY,
-    SOURCE_SHAPE_KEY,
-    BodyCropd,
-    ResizeToModeld,
-    WindowHUd,
-)
-from lsmseg.transforms.intensity import DEFAULT_HU_RANGE, WindowHU, window_hu
-from lsmseg.transforms.pipeline import CropWindowResize, SliceGeometry
-from lsmseg.transforms.resize import (
+from lsmseg.transforms.chain import (
+    DEFAULT_HU_RANGE,
     MODEL_SIZE,
-    ResizeToModel,
-    labels_from_probs,
-    resize_image,
+    CropWindowResize,
+    SliceGeometry,
+    chain_key,
+    crop_box_of,
+    ct_chain,
     resize_labels,
-    resize_probs,
 )
 
 __all__ = [
     "BODY_THRESHOLD_HU",
-    "CROP_BOX_KEY",
     "DEFAULT_HU_RANGE",
     "MODEL_SIZE",
-    "SOURCE_SHAPE_KEY",
-    "BodyCrop",
+    "BodyCropForeground",
     "BodyCropd",
     "CropBox",
     "CropWindowResize",
-    "ResizeToModel",
-    "ResizeToModeld",
     "SliceGeometry",
-    "WindowHU",
-    "WindowHUd",
     "body_crop_box",
     "body_mask",
+    "chain_key",
     "crop",
-    "labels_from_probs",
-    "resize_image",
+    "crop_box_of",
+    "ct_chain",
     "resize_labels",
-    "resize_probs",
-    "uncrop",
-    "window_hu",
 ]

@@ -1,17 +1,20 @@
 """Body crop: find the patient's body on an axial CT slice and cut a square around it.
 
 The networks see the body, not the air, the table and the field-of-view circle around it (the SSS
-data set was prepared with "the image's background cropped"). The crop box travels with the
-pixels so a mask predicted on the crop can be padded back onto the native grid.
+data set was prepared with "the image's background cropped"). :class:`BodyCropd` is a MONAI
+``CropForegroundd`` whose box is that square: the crop is recorded in the MetaTensor's
+``applied_operations``, so ``Invertd`` pads a prediction back onto the native grid after batching.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.config import NdarrayOrTensor
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import CropForeground, CropForegroundd
 from scipy import ndimage
 
 # Between air (-1000 HU) and fat (about -100 HU): keeps all of the body, none of the air.
@@ -127,26 +130,12 @@ def crop(array: NdarrayOrTensor, box: CropBox) -> NdarrayOrTensor:
     return array[..., box.row0 : box.row1, box.col0 : box.col1]
 
 
-def uncrop(array: NdarrayOrTensor, box: CropBox, fill: float = 0.0) -> NdarrayOrTensor:
-    """Inverse of :func:`crop`: pad an (..., h, w) array back to (..., H, W) with ``fill``."""
-    if tuple(array.shape[-2:]) != box.shape:
-        raise ValueError(f"array of shape {tuple(array.shape)} does not match the crop {box.shape}")
-    shape = (*array.shape[:-2], *box.native_shape)
-    window = (..., slice(box.row0, box.row1), slice(box.col0, box.col1))
-    if isinstance(array, torch.Tensor):
-        padded = torch.full(shape, fill, dtype=array.dtype, device=array.device)
-        padded[window] = array
-        return padded
-    out = np.full(shape, fill, dtype=array.dtype)
-    out[window] = array
-    return out
+class BodyCropForeground(CropForeground):
+    """MONAI ``CropForeground`` whose box is :func:`body_crop_box` of the first channel (HU).
 
-
-class BodyCrop:
-    """Array transform: crop the body square out of an (H, W) or (C, H, W) HU image.
-
-    ``__call__`` returns the crop and its :class:`CropBox`; ``inverse`` pads an array on the crop
-    back onto the native grid.
+    Raw HU cannot be cropped with MONAI's default ``> 0`` foreground (fat is negative): the body
+    mask (:func:`body_mask`) selects the foreground and the box is squared around it, so the
+    network sees the body undistorted after resizing. The inverse (pad back) is MONAI's.
     """
 
     def __init__(
@@ -155,21 +144,52 @@ class BodyCrop:
         threshold_hu: float = BODY_THRESHOLD_HU,
         opening_radius_px: int = TABLE_OPENING_RADIUS_PX,
     ) -> None:
-        self.margin_px = margin_px
-        self.threshold_hu = threshold_hu
-        self.opening_radius_px = opening_radius_px
+        # the foreground is the body (fat is negative HU: MONAI's default "> 0" would cut it off);
+        # compute_bounding_box squares the box around it
+        super().__init__(select_fn=body_mask, allow_smaller=True)
+        self.margin_px = int(margin_px)
+        self.threshold_hu = float(threshold_hu)
+        self.opening_radius_px = int(opening_radius_px)
 
-    def box(self, hu: NdarrayOrTensor) -> CropBox:
-        """The crop box of an (H, W) or (C, H, W) HU image (found on its first channel)."""
+    def crop_box(self, hu: NdarrayOrTensor) -> CropBox:
+        """The crop box of a (C, H, W) HU image, found on its first channel."""
         plane = hu.detach().cpu().numpy() if isinstance(hu, torch.Tensor) else np.asarray(hu)
         plane = plane.reshape(-1, *plane.shape[-2:])[0]
         return body_crop_box(plane, self.margin_px, self.threshold_hu, self.opening_radius_px)
 
-    def __call__(self, hu: NdarrayOrTensor) -> tuple[NdarrayOrTensor, CropBox]:
-        box = self.box(hu)
-        return crop(hu, box), box
+    def compute_bounding_box(self, img: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) of the square body box in (row, col) pixels, half-open."""
+        box = self.crop_box(img)
+        return np.array([box.row0, box.col0]), np.array([box.row1, box.col1])
 
-    @staticmethod
-    def inverse(array: NdarrayOrTensor, box: CropBox, fill: float = 0.0) -> NdarrayOrTensor:
-        """Pad an (..., h, w) array on the crop back onto the (..., H, W) native grid."""
-        return uncrop(array, box, fill)
+
+class BodyCropd(CropForegroundd):
+    """Crop every key to the body square found on ``source_key`` (an HU image, crop before windowing).
+
+    Dictionary version of :class:`BodyCropForeground`; pads back to the native grid on ``inverse``.
+
+    Args:
+        keys: keys to crop, (C, H, W) MetaTensors (labels included: they share the image's grid).
+        source_key: the HU image the body is found on.
+        margin_px: margin around the body's bounding box (native pixels).
+        threshold_hu: body threshold (HU), see :func:`body_mask`.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        source_key: str,
+        margin_px: int = CROP_MARGIN_PX,
+        threshold_hu: float = BODY_THRESHOLD_HU,
+        mode: str | Sequence[str] = "constant",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(
+            keys,
+            source_key,
+            mode=mode,
+            start_coord_key=None,
+            end_coord_key=None,
+            allow_missing_keys=allow_missing_keys,
+        )
+        self.cropper = BodyCropForeground(margin_px=margin_px, threshold_hu=threshold_hu)

@@ -1,7 +1,7 @@
-"""The sarcopenia bundles lsm_sss, sop_sss and ioda_sss: contract, configs, and runs from the command line.
+"""The sarcopenia bundles lsm_sss, sop_sss and ioda_sss: one bundle, three methods.
 
-Runs never write into the repository: ``ckpt_dir`` and ``output_dir`` are overridden to temporary
-folders, and the data is a small phantom cohort written by the tests.
+Runs never write into the repository: they use a copy of the bundle folder, and the data is a
+small phantom cohort written by the tests. tests/bundles/test_configs.py runs every config.
 """
 
 from __future__ import annotations
@@ -13,17 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle import run as bundle_run
 
 from lsmseg.data.phantom import write_cohort
-from lsmseg.engines import save_state_dict
-from lsmseg.methods import Domain, LatentSpaceMapping
+from lsmseg.data.sss import read_mask
+from tests.helpers.bundles import copy_bundle, write_untrained_model
 
 # MONAI 1.6.1 warns on every config it parses that configs run code; these are the repository's own.
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
@@ -44,11 +41,14 @@ CONTRACT_FILES = (
 TRAIN_IDS = (
     "bundle_root dataset_dir output_dir ckpt_dir device method max_epochs batch_size learning_rate "
     "proportion image_size ngf seed patience val_interval lambdas num_workers amp "
-    "initialize run finalize training hu_range class_names network_def"
+    "initialize run finalize training hu_range class_names network_record network_def"
 ).split()
 INFERENCE_IDS = (
-    "image_size hu_range class_names network_def device dataset_dir dataset evaluator inferer bundle_root ckpt_dir"
+    "model_record image_size hu_range class_names network_def device dataset_dir dataset evaluator inferer "
+    "bundle_root ckpt_dir preprocessing postprocessing"
 ).split()
+# metadata that describes the method; everything else in a sister bundle is lsm_sss's
+METHOD_METADATA = ("changelog", "name", "task", "description", "eval_metrics", "references")
 CLASS_NAMES = ["background", "sat", "vat", "muscle"]
 TINY = {"ngf": 4, "ndf": 4, "image_size": 64, "batch_size": 4}  # a network that trains in seconds
 
@@ -75,19 +75,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _tiny_checkpoint(path: Path) -> Path:
-    """Untrained weights of the TINY network, saved as training saves them (a plain state dict)."""
-    torch.manual_seed(0)
-    net = LatentSpaceMapping(
-        [Domain("image", "image", 1), Domain("label", "mask", 4)],
-        ngf=TINY["ngf"],
-        ndf=TINY["ndf"],
-        image_size=TINY["image_size"],
-    )
-    save_state_dict(net.state_dict(), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 phantom cases at 256x256 (NIfTI): 11 train, 2 valid (one per DDP rank), 3 test."""
@@ -106,10 +93,8 @@ def test_bundle_has_every_contract_file(bundle: str) -> None:
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_metadata_is_valid_and_describes_the_network(bundle: str) -> None:
-    schema = json.loads((REPO / "lsmseg" / "resources" / "meta_schema.json").read_text())
+def test_metadata_describes_the_network(bundle: str) -> None:
     meta = json.loads((_configs(bundle) / "metadata.json").read_text())
-    jsonschema.validate(meta, schema)
     fmt = meta["network_data_format"]
     assert fmt["inputs"]["image"]["num_channels"] == 1 and fmt["inputs"]["image"]["value_range"] == [0, 1]
     assert fmt["outputs"]["pred"]["num_channels"] == 4
@@ -124,7 +109,7 @@ def test_configs_hold_the_documented_ids(bundle: str) -> None:
     assert [k for k in TRAIN_IDS if k not in train] == []
     assert [k for k in INFERENCE_IDS if k not in inference] == []
     assert train["method"] == BUNDLES[bundle]
-    assert train["bundle_root"] == inference["bundle_root"] == f"$lsmseg.bundle.root('{bundle}')"
+    assert train["bundle_root"] == inference["bundle_root"] == "$lsmseg.bundle.root()"
     assert train["dataset_dir"] == inference["dataset_dir"] == "$lsmseg.data.sss.embedded_phantom()"
     # the paper's settings
     assert (train["image_size"], train["ngf"], train["batch_size"], train["learning_rate"]) == (
@@ -133,24 +118,22 @@ def test_configs_hold_the_documented_ids(bundle: str) -> None:
         16,
         1e-4,
     )
-    assert (train["max_epochs"], train["patience"]) == (1000, 100)
-    # what `lsmseg segment` reads from inference.json must agree with what training builds
-    for key in ("image_size", "hu_range", "class_names", "ngf", "ndf"):
-        assert inference[key] == train[key], key
-    assert inference["class_names"] == CLASS_NAMES and inference["hu_range"] == [-250, 250]
-    network = {k: v for k, v in train["network_def"].items() if k != "adversarial"}  # a loss, not weights
-    assert inference["network_def"] == network
+    assert train["class_names"] == CLASS_NAMES and train["hu_range"] == [-250, 250]
+    # one source of truth: the network is recorded by training and read back, never repeated
+    assert train["validate"]["early_stop"]["record"] == "@network_record"
+    assert not {"ngf", "ndf"} & set(inference) and "$@model_record.build()" == inference["network_def"]
 
 
 @pytest.mark.parametrize("sister", ["sop_sss", "ioda_sss"])
-def test_sister_bundles_differ_from_lsm_sss_only_in_name_and_method(sister: str) -> None:
-    for name in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json"):
+def test_sister_bundles_differ_from_lsm_sss_only_where_the_method_does(sister: str) -> None:
+    for name in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "metadata.json"):
         lsm = json.loads((_configs("lsm_sss") / name).read_text())
         other = json.loads((_configs(sister) / name).read_text())
-        if "bundle_root" in lsm:
-            lsm["bundle_root"] = f"$lsmseg.bundle.root('{sister}')"
-        if "method" in lsm:
-            lsm["method"] = BUNDLES[sister]
+        if name == "train.json":
+            assert (lsm.pop("method"), other.pop("method")) == ("lsm", BUNDLES[sister])
+        if name == "metadata.json":
+            for key in METHOD_METADATA:
+                lsm.pop(key, None), other.pop(key, None)
         assert other == lsm, name
     for name in ("configs/logging.conf", "LICENSE"):
         assert (REPO / "bundles" / sister / name).read_bytes() == (
@@ -158,86 +141,7 @@ def test_sister_bundles_differ_from_lsm_sss_only_in_name_and_method(sister: str)
         ).read_bytes()
 
 
-@pytest.mark.parametrize("bundle", BUNDLES)
-@pytest.mark.parametrize(
-    ("files", "workflow_type"),
-    [
-        (["train.json"], "train"),
-        (["train.json", "evaluate.json"], "train"),
-        (["train.json", "multi_gpu_train.json"], "train"),
-        (["inference.json"], "infer"),
-    ],
-    ids=["train", "evaluate", "multi_gpu", "inference"],
-)
-def test_every_config_loads_with_the_properties_monai_tools_expect(
-    bundle: str,
-    files: list[str],
-    workflow_type: str,
-    cohort: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    ckpt = _tiny_checkpoint(tmp_path / "models" / "model.pt")
-    workflow = ConfigWorkflow(
-        config_file=[str(_configs(bundle) / f) for f in files],
-        workflow_type=workflow_type,
-        logging_file=False,
-        dataset_dir=str(cohort),
-        ckpt_dir=str(ckpt.parent),
-        output_dir=str(tmp_path / "eval"),
-        **TINY,
-    )
-    if "multi_gpu_train.json" in files:  # its initialize joins a process group: a group of one
-        monkeypatch.setenv("RANK", "0")
-        monkeypatch.setenv("LOCAL_RANK", "0")
-        monkeypatch.setenv("WORLD_SIZE", "1")
-        monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
-    try:
-        workflow.initialize()
-        assert workflow.check_properties() == []
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
 # --- runs -------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("bundle", BUNDLES)
-def test_bundle_trains_from_the_command_line_and_evaluates(bundle: str, cohort: Path, tmp_path: Path) -> None:
-    configs = _configs(bundle)
-    dirs = {"ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
-    overrides = {"dataset_dir": str(cohort), "max_epochs": 1, **TINY, **dirs}
-    _run(
-        [
-            PYTHON,
-            "-m",
-            "monai.bundle",
-            "run",
-            "training",
-            "--config_file",
-            str(configs / "train.json"),
-            *_cli(overrides),
-        ]
-    )
-
-    # model.pt is a plain state dict that the network of inference.json (what `lsmseg segment` builds) loads
-    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
-    parser = ConfigParser()
-    parser.read_config(str(configs / "inference.json"))
-    parser.update(TINY)
-    parser.get_parsed_content("network_def").load_state_dict(state)
-
-    bundle_run(
-        config_file=[str(configs / "train.json"), str(configs / "evaluate.json")],
-        logging_file=False,
-        **overrides,
-    )
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert set(metrics) == {"miou", "iou", "n"} and metrics["n"] == 3
-    assert list(metrics["iou"]) == CLASS_NAMES[1:] and 0.0 <= metrics["miou"] <= 1.0
 
 
 @pytest.mark.slow
@@ -254,7 +158,10 @@ def test_bundle_trains_under_torchrun_on_two_cpu_processes(bundle: str, cohort: 
     }
     torchrun = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
     _run([*torchrun, "-m", "monai.bundle", "run", "--config_file", files, *_cli(overrides)])
-    assert (tmp_path / "models" / "model.pt").is_file()
+    record = json.loads((tmp_path / "models" / "model.json").read_text())
+    # both ranks trained on their half of the 11 training rows; rank 0 alone wrote the record
+    assert record["training"]["finished"] and record["training"]["n_train"] == 11
+    assert record["training"]["method"] == BUNDLES[bundle] and record["network"]["args"]["ngf"] == TINY["ngf"]
 
 
 @pytest.mark.slow
@@ -265,20 +172,34 @@ def test_inference_writes_masks_on_the_source_grid(tmp_path: Path) -> None:
     scans.mkdir()
     (tmp_path / "nii" / "images" / "phantom_0001.nii.gz").rename(scans / "ct_nifti.nii.gz")
     (tmp_path / "dcm" / "images" / "phantom_0001.dcm").rename(scans / "ct_dicom.dcm")
-    ckpt = _tiny_checkpoint(tmp_path / "models" / "model.pt")
+    copy = copy_bundle("lsm_sss", tmp_path)
+    write_untrained_model(copy, **TINY)
     bundle_run(
-        config_file=str(_configs("lsm_sss") / "inference.json"),
-        logging_file=False,
-        dataset_dir=str(scans),
-        ckpt_dir=str(ckpt.parent),
-        output_dir=str(tmp_path / "pred"),
-        **TINY,
+        config_file=str(copy / "configs" / "inference.json"), logging_file=False, dataset_dir=str(scans)
     )
-    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["ct_dicom.nii.gz", "ct_nifti.nii.gz"]
-    source = nib.load(scans / "ct_nifti.nii.gz")
-    mask = nib.load(tmp_path / "pred" / "ct_nifti.nii.gz")
-    assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
-    assert nib.load(tmp_path / "pred" / "ct_dicom.nii.gz").shape == (192, 192, 1)
-    for name in ("ct_nifti", "ct_dicom"):
-        labels = np.asarray(nib.load(tmp_path / "pred" / f"{name}.nii.gz").dataobj)
+    pred = copy / "eval" / "predictions"
+    assert sorted(p.name for p in pred.iterdir()) == ["ct_dicom.nii.gz", "ct_nifti.nii.gz"]
+    for name, size in (("ct_nifti", 256), ("ct_dicom", 192)):
+        labels = np.asarray(nib.load(pred / f"{name}.nii.gz").dataobj)
         assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3}
+        assert read_mask(pred / f"{name}.nii.gz").shape == (size, size)  # the CT's own grid
+
+
+def test_the_visible_preprocessing_is_the_chain_of_the_library() -> None:
+    """train.json / inference.json write out ct_chain as Compose entries: the same transforms."""
+    from monai.bundle import ConfigParser
+
+    from lsmseg.data.sss import sss_chain
+    from lsmseg.transforms import chain_key, ct_chain
+    from lsmseg.transforms.load import LoadCTd
+
+    train = ConfigParser()
+    train.read_config(str(_configs("lsm_sss") / "train.json"))
+    train.update({"image_size": 64, "hu_range": [-200, 200]})
+    assert chain_key(train.get_parsed_content("preprocessing")) == chain_key(sss_chain(64, (-200, 200)))
+    inference = ConfigParser()
+    inference.read_config(str(_configs("lsm_sss") / "inference.json"))
+    inference.update({"image_size": 64, "hu_range": [-200, 200]})  # as read from models/model.json
+    expected = ct_chain(64, (-200, 200))
+    expected.transforms = (LoadCTd("image"), *expected.transforms)
+    assert chain_key(inference.get_parsed_content("preprocessing")) == chain_key(expected)

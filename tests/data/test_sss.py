@@ -1,4 +1,4 @@
-"""The SSS data set: pairing by file name, the supervision protocol, preprocessing, cache, inference I/O."""
+"""The SSS data set: pairing by file name, the supervision protocol, preprocessing and its cache."""
 
 from __future__ import annotations
 
@@ -150,33 +150,29 @@ def test_a_second_load_reads_the_cache(
 ) -> None:
     data = _copy(cohort, tmp_path)
     first = sss.load_sss(data, image_size=SIZE)
-    assert len(list(cache.glob("*.npz"))) == N_CASES
+    assert len(list(cache.glob("*.pt"))) == N_CASES
+    calls: list[str] = []
+    original = sss.LoadSSSCased.__call__
 
-    def no_preprocessing(*args: object, **kwargs: object) -> None:
-        raise AssertionError("cache miss")
+    def counted(self: sss.LoadSSSCased, item: dict) -> dict:
+        calls.append(item[Keys.CASE_ID])
+        return original(self, item)
 
-    with monkeypatch.context() as m:
-        m.setattr(sss, "preprocess_case", no_preprocessing)
-        second = sss.load_sss(data, image_size=SIZE)
-        with pytest.raises(AssertionError, match="cache miss"):  # other settings: other entries
-            sss.load_sss(data, image_size=32)
-        with pytest.raises(AssertionError, match="cache miss"):
-            sss.load_sss(data, image_size=SIZE, hu_range=(-200, 200))
+    monkeypatch.setattr(sss.LoadSSSCased, "__call__", counted)
+    second = sss.load_sss(data, image_size=SIZE)
+    assert calls == []
     for a, b in zip(first["train"], second["train"], strict=True):
         assert np.array_equal(a[Keys.IMAGE], b[Keys.IMAGE]) and np.array_equal(a[Keys.LABEL], b[Keys.LABEL])
         assert b[Keys.LABEL].dtype == np.int64
-    # A changed file (new mtime) is preprocessed again; a corrupt entry is recomputed.
+    sss.load_sss(data, image_size=32)  # other settings: other entries
+    sss.load_sss(data, image_size=SIZE, hu_range=(-200, 200))
+    assert len(calls) == 2 * N_CASES
+    # A changed file (new mtime) is preprocessed again.
+    calls.clear()
     path = data / "masks" / "phantom_0001.nii.gz"
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    for entry in cache.glob("phantom_0002-*.npz"):
-        entry.write_bytes(b"garbage")
-    calls: list[str] = []
-    original = sss.preprocess_case
-    monkeypatch.setattr(
-        sss, "preprocess_case", lambda case, *a: calls.append(case.case_id) or original(case, *a)
-    )
     sss.load_sss(data, image_size=SIZE)
-    assert sorted(calls) == ["phantom_0001", "phantom_0002"]
+    assert calls == ["phantom_0001"]
 
 
 def test_embedded_phantom_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,45 +188,10 @@ def test_embedded_phantom_is_generated_once(tmp_path: Path, monkeypatch: pytest.
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
-def test_inference_maps_a_prediction_back_onto_the_source_grid(tmp_path: Path, cache: Path) -> None:
-    write_cohort(tmp_path / "dcm", 1, fmt="dicom", seed=3, size=NATIVE)
-    write_cohort(tmp_path / "nii", 1, fmt="nifti", seed=3, size=NATIVE)
-    for fmt in ("nii", "dcm"):
-        truth_path = tmp_path / fmt / "masks" / "phantom_0001.nii.gz"
-        (row,) = sss.list_images(tmp_path / fmt)
-        side = int(np.ptp(sss.LoadCTd(image_size=128)(row)[sss.CROP_BOX_KEY][:2]))  # the body square
-        # size = side: no resampling, so the round trip must be exact; 128: resolution is lost
-        for size, min_iou in ((side, (0.99, 0.99, 0.99)), (128, (0.9, 0.75, 0.9))):
-            item = sss.LoadCTd(image_size=size)(row)
-            assert item[Keys.IMAGE].shape == (1, size, size) and item[sss.ERROR_KEY] == ""
-            # A perfect prediction on the network grid: the true mask, cropped and resized as for training.
-            _, mask = sss.preprocess_case(
-                sss.SSSCase("phantom_0001", Path(row[Keys.IMAGE]), truth_path), size
-            )
-            assert mask is not None
-            item[Keys.PRED] = (
-                torch.nn.functional.one_hot(torch.as_tensor(mask[0]), 4).permute(2, 0, 1).float()
-            )
-            written = Path(sss.SaveMaskd(Keys.PRED, tmp_path / "out")(item)["mask_path"])
-            assert written == tmp_path / "out" / "phantom_0001.nii.gz"
-            if fmt == "nii":  # the source's own voxel grid
-                source = nib.load(row[Keys.IMAGE])
-                assert nib.load(written).shape == source.shape
-                assert np.allclose(nib.load(written).affine, source.affine)
-            else:
-                assert nib.load(written).shape == (NATIVE, NATIVE, 1)
-            labels, truth = sss.read_mask(written), sss.read_mask(truth_path)  # both on the normalised grid
-            for tissue, least in zip((Tissue.SAT, Tissue.VAT, Tissue.MUSCLE), min_iou, strict=True):
-                assert _iou(labels, truth, tissue) > least, (fmt, size, tissue)
-
-
-def test_inference_skips_an_unreadable_file(tmp_path: Path) -> None:
-    (tmp_path / "broken.dcm").write_bytes(b"not a dicom file")
-    (row,) = sss.list_images(tmp_path)
-    item = sss.LoadCTd(image_size=32)(row)
-    assert "broken.dcm" in item[sss.ERROR_KEY] and not item[Keys.IMAGE].any()
-    item[Keys.PRED] = torch.zeros(4, 32, 32)
-    assert sss.SaveMaskd(Keys.PRED, tmp_path / "out")(item)["mask_path"] == ""
+def test_list_images_finds_the_slices(tmp_path: Path, cohort: Path) -> None:
+    rows = sss.list_images(cohort)
+    assert [r[Keys.CASE_ID] for r in rows] == [f"phantom_{i:04d}" for i in range(1, N_CASES + 1)]
+    assert rows[0][Keys.IMAGE] == str(cohort / "images" / "phantom_0001.nii.gz")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no CT slices"):
         sss.list_images(tmp_path / "empty")
