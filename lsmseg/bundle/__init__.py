@@ -12,7 +12,7 @@ from lsmseg.data.split import check_proportion
 from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError
 from lsmseg.errors import fail as fail
-from lsmseg.methods.config import Lambdas, check_adversarial, method_stages
+from lsmseg.methods.terms import Lambdas, check_adversarial, method_stages
 
 
 def _search_path(name: str) -> list[Path]:

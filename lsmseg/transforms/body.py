@@ -15,13 +15,9 @@ import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import CropForeground, CropForegroundd
-from scipy import ndimage
 
-# Between air (-1000 HU) and fat (about -100 HU): keeps all of the body, none of the air.
-BODY_THRESHOLD_HU = -500.0
-# Scanner tables are thin shells (a few mm) that touch the back; an opening of this radius cuts
-# them off without eating into the body (about 2-3 mm at usual 0.6-0.9 mm pixels).
-TABLE_OPENING_RADIUS_PX = 3
+from lsmseg.io.body import BODY_THRESHOLD_HU, TABLE_OPENING_RADIUS_PX, body_mask
+
 CROP_MARGIN_PX = 8
 
 
@@ -39,49 +35,6 @@ class CropBox:
     def shape(self) -> tuple[int, int]:
         """(h, w) of the cropped image."""
         return (self.row1 - self.row0, self.col1 - self.col0)
-
-
-def _disk(radius_px: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius_px : radius_px + 1, -radius_px : radius_px + 1]
-    return np.asarray(xx**2 + yy**2 <= radius_px**2)
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return np.zeros_like(mask, dtype=bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0  # background
-    return np.asarray(labels == int(sizes.argmax()))
-
-
-def body_mask(
-    hu: np.ndarray,
-    threshold_hu: float = BODY_THRESHOLD_HU,
-    opening_radius_px: int = TABLE_OPENING_RADIUS_PX,
-) -> np.ndarray:
-    """Mask of the patient's body on an axial CT slice.
-
-    The body is the largest connected component above ``threshold_hu`` once a morphological
-    opening has cut the scanner table off; the skin the opening shaved off is grown back (no
-    further than the opening radius, so the table stays off) and internal air (lungs, bowel gas)
-    is filled.
-
-    Args:
-        hu: (H, W) Hounsfield units.
-        threshold_hu: pixels above it are body or table.
-        opening_radius_px: radius of the disk of the opening, pixels.
-
-    Returns:
-        (H, W) bool mask; all False when nothing is above the threshold.
-    """
-    above = np.asarray(hu) > threshold_hu
-    disk = _disk(opening_radius_px)
-    core = _largest_component(ndimage.binary_opening(above, structure=disk))
-    if not core.any():  # a body thinner than the opening: keep it unopened rather than lose it
-        return ndimage.binary_fill_holes(_largest_component(above))
-    body = _largest_component(above & ndimage.binary_dilation(core, structure=disk))
-    return np.asarray(ndimage.binary_fill_holes(body))
 
 
 def _square_span(lo: int, hi: int, side: int, n: int) -> tuple[int, int]:

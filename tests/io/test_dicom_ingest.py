@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from ct_dicom_factory import make_ct_dataset, phantom_hu, write_ct
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from lsmseg.io import IngestError, read_dicom_series, read_dicom_slice
+from tests.helpers.ct_dicom import make_ct_dataset, phantom_hu, write_ct
 
 
 def test_pydicom_ct_small_hu_spacing_and_patient() -> None:

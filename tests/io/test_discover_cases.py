@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from ct_dicom_factory import make_ct_dataset, phantom_hu, write_ct
 
 from lsmseg.io import CaseSource, IngestError, discover_cases, load_case
 from lsmseg.io.discover import format_ranges
+from tests.helpers.ct_dicom import make_ct_dataset, phantom_hu, write_ct
 
 
 def _mixed_cohort(root: Path) -> None:

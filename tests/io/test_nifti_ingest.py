@@ -7,10 +7,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from ct_dicom_factory import phantom_hu
 
 from lsmseg.io import IngestError, read_nifti_slice
 from lsmseg.io.nifti import RAS_TO_LPS
+from tests.helpers.ct_dicom import phantom_hu
 
 # The usual RAS affine of an axial CT: voxel i runs to the patient's left (-R), j to posterior
 # (-A), k up; 0.8 x 0.7 mm pixels, 2.5 mm slices.

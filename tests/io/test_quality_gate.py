@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ct_dicom_factory import make_ct_dataset, phantom_hu, write_ct
 from pydicom.data import get_testdata_file
 
 from lsmseg.io import IngestError, check_slice, read_dicom_slice
 from lsmseg.io.quality import border_fraction, check_body_inside, tilt_deg
+from tests.helpers.ct_dicom import make_ct_dataset, phantom_hu, write_ct
 
 
 def _read(tmp_path: Path, check: bool = True, **kwargs: object):  # type: ignore[no-untyped-def]
