@@ -56,14 +56,20 @@ class Timer:
 
 
 @dataclass
-class Prepared:
-    """A case that reached the network: its slice, network input and bookkeeping."""
+class Ingested:
+    """A case read in: its source, its slice and its patient row."""
 
     case: CaseSource
     ct: CTSlice
+    record: PatientRecord | None
+
+
+@dataclass
+class Prepared(Ingested):
+    """A case that reached the network: its slice, network input and bookkeeping."""
+
     image: np.ndarray  # (1, S, S) float32 in [0, 1]
     geometry: SliceGeometry
-    record: PatientRecord | None
     seconds: float  # ingest + preprocess so far
 
 
@@ -120,13 +126,20 @@ class CaseRunner:
         timer: Timer,
     ) -> None:
         self.out_dir = out_dir
-        self.model = model
+        self._model = model
         self.cutoff_sets = list(cutoff_sets)
         self.vat_hu = vat_hu
         self.refine = refine
         self.timer = timer
         self.model_label = model.label if model is not None else MEASURE_LABEL
         self.validation = validation_text(model)
+
+    @property
+    def model(self) -> SegmentationModel:
+        """The bundle that predicts the masks (ValueError when masks are given instead)."""
+        if self._model is None:
+            raise ValueError("this run measures given masks: it has no model to predict with")
+        return self._model
 
     def base_row(self, case: CaseSource) -> dict[str, Any]:
         return {"case_id": case.case_id, "status": STATUS_OK, "error": None, "source": case.source}
@@ -157,12 +170,10 @@ class CaseRunner:
         start = time.perf_counter()
         ct = self.ingest(case, record)
         ingested = time.perf_counter()
-        if self.model is None:
-            raise ValueError("no model: CaseRunner.prepare needs one (use finish_mask for given masks)")
         image, geometry = self.model.preprocess(ct.hu)
         done = time.perf_counter()
         self.timer.add("preprocess", done - ingested)
-        return Prepared(case, ct, image, geometry, record, done - start)
+        return Prepared(case=case, ct=ct, record=record, image=image, geometry=geometry, seconds=done - start)
 
     def finish(self, p: Prepared, probs: np.ndarray, network_s: float) -> dict[str, Any]:
         """(C, S, S) probabilities -> native mask -> readout -> case files -> results row."""
@@ -171,12 +182,10 @@ class CaseRunner:
             raise ValueError(
                 "the network output has NaN values: the bundle's weights are broken (retrain or restore model.pt)"
             )
-        if self.model is None:
-            raise ValueError("no model: CaseRunner.finish needs one (use finish_mask for given masks)")
         mask = self.model.transform.inverse_mask(probs, p.geometry)  # (H, W) uint8 on the native grid
         return self.finish_mask(p, mask, p.seconds + network_s + time.perf_counter() - start)
 
-    def finish_mask(self, p: Prepared, mask: np.ndarray, seconds: float) -> dict[str, Any]:
+    def finish_mask(self, p: Ingested, mask: np.ndarray, seconds: float) -> dict[str, Any]:
         """(H, W) compartment mask on the native grid -> readout -> case files -> results row.
 
         ``seconds``: time spent on the case before this call (ingest, network).
@@ -195,7 +204,7 @@ class CaseRunner:
         row.update(runtime_s=round(seconds + written - start, 3), model=self.model_label)
         return row
 
-    def _measure(self, p: Prepared, mask: np.ndarray) -> tuple[dict[str, Any], list[str]]:
+    def _measure(self, p: Ingested, mask: np.ndarray) -> tuple[dict[str, Any], list[str]]:
         """The results row of a measured case (areas, HU statistics, SMI, verdicts; rounded to
         what the method supports) and notes on the patient values."""
         row = self.base_row(p.case)
@@ -209,7 +218,7 @@ class CaseRunner:
         return row, notes
 
     def _write_files(
-        self, p: Prepared, mask: np.ndarray, row: dict[str, Any]
+        self, p: Ingested, mask: np.ndarray, row: dict[str, Any]
     ) -> tuple[dict[str, Any], str | None]:
         """The case's files (:data:`CASE_FILES`); their paths relative to the output folder, and
         the error the row gets (None when all is well).
@@ -244,11 +253,11 @@ class CaseRunner:
         return self._write_dicom(p, measured, row, folder, files)
 
     def _write_dicom(
-        self, p: Prepared, measured: np.ndarray, row: dict[str, Any], folder: Path, files: dict[str, Any]
+        self, p: Ingested, measured: np.ndarray, row: dict[str, Any], folder: Path, files: dict[str, Any]
     ) -> tuple[dict[str, Any], str | None]:
         """seg.dcm (the measured mask) and sr.dcm (the row, referencing the image and the SEG)."""
-        name = self.model.name if self.model is not None else MEASURE_LABEL
-        version = self.model.version if self.model is not None else _lsmseg_version()
+        name = self._model.name if self._model is not None else MEASURE_LABEL
+        version = self._model.version if self._model is not None else _lsmseg_version()
         try:
             seg = write_dicom_seg(
                 measured,
@@ -259,7 +268,7 @@ class CaseRunner:
                 software_version=_lsmseg_version(),
                 refined=self.refine,
                 vat_hu=self.vat_hu if self.refine else None,
-                algorithm_type="AUTOMATIC" if self.model is not None else "SEMIAUTOMATIC",
+                algorithm_type="AUTOMATIC" if self._model is not None else "SEMIAUTOMATIC",
             )
             files["seg_file"] = self._relative(folder / SEG_FILE)
             write_dicom_sr(
