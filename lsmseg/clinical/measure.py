@@ -178,9 +178,7 @@ def measure_cohort(
     Same inputs, patients table, readout, case files and results as
     :func:`lsmseg.clinical.cohort.segment_cohort`, with the mask read instead of predicted; the
     ``model`` column says ``lsmseg-measure`` and ``mask_source`` names the mask used.
-
-    Raises:
-        UsageError: before any case is measured (bad options, no inputs, no masks folder).
+    Raises UsageError before any case is measured (bad options, no inputs, no masks folder).
     """
     started, timer = time.perf_counter(), Timer()
     request = check_request(inputs, out_dir, patients_csv, vat_hu, cutoffs, refine, 1)

@@ -72,8 +72,6 @@ def write_dicom_seg(
     Raises:
         ValueError: no DICOM source, the mask does not fit the source grid, or it is empty.
     """
-    import highdicom as hd
-
     source, labels = _source_and_labels(mask, ct)
     present = [label for label in LABELS if np.any(labels == label.value)]
     if not present:
@@ -82,15 +80,36 @@ def write_dicom_seg(
         )
     # (frames, rows, columns, segments): one frame, segment s is the pixels of present[s]
     pixel_array = np.stack([labels == label.value for label in present], axis=-1)[np.newaxis]
+    descriptions = _descriptions(
+        present, (algorithm_name, algorithm_version, algorithm_type), refined, vat_hu
+    )
+    names = (algorithm_name, software_version, manufacturer)
+    seg = _segmentation(source, pixel_array, descriptions, series_number, refined, names)
+    with atomic_write(path) as tmp:
+        seg.save_as(tmp)
+    return seg
+
+
+def _segmentation(
+    source: Any,
+    pixel_array: np.ndarray,
+    descriptions: list[Any],
+    series_number: int | None,
+    refined: bool,
+    names: tuple[str, str, str],
+) -> Any:
+    """The highdicom Segmentation (binary, one frame) of :func:`write_dicom_seg`; ``names`` =
+    (algorithm name, software version, manufacturer)."""
+    import highdicom as hd
+
+    algorithm_name, software_version, manufacturer = names
     if series_number is None:
         series_number = int(source.get("SeriesNumber", 0) or 0) + 1000
-    seg = hd.seg.Segmentation(
+    return hd.seg.Segmentation(
         source_images=[source],
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_descriptions(
-            present, (algorithm_name, algorithm_version, algorithm_type), refined, vat_hu
-        ),
+        segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
         series_number=series_number,
         sop_instance_uid=hd.UID(),
@@ -105,9 +124,6 @@ def write_dicom_seg(
         else "L3 raw model regions",
         series_description=f"{algorithm_name} L3 body composition",
     )
-    with atomic_write(path) as tmp:
-        seg.save_as(tmp)
-    return seg
 
 
 def source_dataset(ct: CTSlice, what: str = "a DICOM SEG") -> Any:

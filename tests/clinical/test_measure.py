@@ -34,7 +34,12 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     out = tmp_path_factory.mktemp("out")
     yield segment_cohort(
-        [cohort / "images"], out, tiny_bundle(), patients_csv=cohort / "patients.csv", device="cpu", progress=False
+        [cohort / "images"],
+        out,
+        tiny_bundle(),
+        patients_csv=cohort / "patients.csv",
+        device="cpu",
+        progress=False,
     )
 
 
@@ -49,12 +54,20 @@ def test_mask_and_seg_hold_exactly_the_measured_pixels(run: Any) -> None:
     assert run.exit_status == 0, [r["error"] for r in run.rows]
     for row in run.rows:
         folder = run.out_dir / "cases" / row["case_id"]
-        assert {p.name for p in folder.iterdir()} >= {"mask.nii.gz", "mask_model.nii.gz", "labels.json", "seg.dcm", "sr.dcm"}
+        assert {p.name for p in folder.iterdir()} >= {
+            "mask.nii.gz",
+            "mask_model.nii.gz",
+            "labels.json",
+            "seg.dcm",
+            "sr.dcm",
+        }
         mask = np.asarray(nib.load(folder / "mask.nii.gz").dataobj)
         seg = hd.seg.segread(folder / "seg.dcm")
         uid = pydicom.dcmread(row["source"], stop_before_pixels=True).SOPInstanceUID
         pixels = seg.get_pixels_by_source_instance([uid])[0]
-        names = {seg.get_segment_description(n).segment_label: i for i, n in enumerate(seg.get_segment_numbers())}
+        names = {
+            seg.get_segment_description(n).segment_label: i for i, n in enumerate(seg.get_segment_numbers())
+        }
         for key in AREAS:
             label = LABEL_BY_KEY[key]
             count = int(np.count_nonzero(mask == label.value))
@@ -63,7 +76,9 @@ def test_mask_and_seg_hold_exactly_the_measured_pixels(run: Any) -> None:
             assert in_seg == count, key  # a label with no pixel has no segment
         raw = np.asarray(nib.load(folder / "mask_model.nii.gz").dataobj)
         assert Measured.IMAT not in np.unique(raw)
-        assert np.count_nonzero(raw == Measured.SAT) > np.count_nonzero(mask == Measured.SAT)  # air etc. removed
+        assert np.count_nonzero(raw == Measured.SAT) > np.count_nonzero(
+            mask == Measured.SAT
+        )  # air etc. removed
 
 
 def test_measure_on_unedited_masks_reproduces_segment_exactly(run: Any, cohort: Path, tmp_path: Path) -> None:
@@ -72,12 +87,14 @@ def test_measure_on_unedited_masks_reproduces_segment_exactly(run: Any, cohort: 
     )
     assert again.exit_status == 0, [r["error"] for r in again.rows]
     for before, after in zip(run.rows, again.rows, strict=True):
-        for key in NUMBERS + ("sarcopenia_prado2008", "sarcopenia_martin2013"):
+        for key in (*NUMBERS, "sarcopenia_prado2008", "sarcopenia_martin2013"):
             assert after[key] == before[key], key
         assert after["model"] == "lsmseg-measure"
 
 
-def test_removing_a_muscle_region_lowers_muscle_area_by_its_area(run: Any, cohort: Path, tmp_path: Path) -> None:
+def test_removing_a_muscle_region_lowers_muscle_area_by_its_area(
+    run: Any, cohort: Path, tmp_path: Path
+) -> None:
     row = run.rows[0]
     case_id = row["case_id"]
     masks = tmp_path / "masks"
@@ -156,13 +173,21 @@ def test_sr_reads_back_with_codes_values_units_and_references(run: Any) -> None:
     for g in groups:
         assert g.referenced_segmentation_frame.referenced_sop_instance_uid == seg.SOPInstanceUID
         for m in g.get_measurements():
-            found[(g.tracking_identifier, m.name.value, m.derivation.value if m.derivation else None)] = (m.value, m.unit.value)
+            found[(g.tracking_identifier, m.name.value, m.derivation.value if m.derivation else None)] = (
+                m.value,
+                m.unit.value,
+            )
     assert found[("Skeletal muscle", "42798000", None)] == (pytest.approx(row["muscle_area_cm2"]), "cm2")
     assert found[("Intermuscular adipose tissue", "42798000", None)][0] == pytest.approx(row["imat_area_cm2"])
-    assert found[("Skeletal muscle", "112031", "373098007")] == (pytest.approx(row["muscle_mean_hu"]), "[hnsf'U]")
+    assert found[("Skeletal muscle", "112031", "373098007")] == (
+        pytest.approx(row["muscle_mean_hu"]),
+        "[hnsf'U]",
+    )
     by_id = {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}
     image_group = by_id["L3 sarcopenia readout"]
     (smi,) = image_group.get_measurements()
-    assert (smi.name.value, smi.unit.value) == ("SMI", "cm2/m2") and smi.value == pytest.approx(row["smi_cm2_m2"])
+    assert (smi.name.value, smi.unit.value) == ("SMI", "cm2/m2") and smi.value == pytest.approx(
+        row["smi_cm2_m2"]
+    )
     verdicts = {q.name.value: q.value.value for q in image_group.get_qualitative_evaluations()}
     assert verdicts["sarcopenia_prado2008"] == ("373066001" if row["sarcopenia_prado2008"] else "373067005")

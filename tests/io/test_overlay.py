@@ -11,6 +11,7 @@ from lsmseg.readout.cutoffs import get_cutoff_sets
 from lsmseg.readout.sarcopenia import build_readout, measure
 from tests.helpers.writers import ct_small, measured_labels, tissue_mask
 
+
 def test_overlay_png(tmp_path):
     from PIL import Image
 
@@ -30,7 +31,10 @@ def test_overlay_png(tmp_path):
     # each measured label is drawn in its label-table colour (blended 45 % over grey CT)
     for key in ("muscle", "imat", "sat", "vat"):
         colour = np.asarray(rgb255(LABEL_BY_KEY[key]), float)
-        close = np.abs(pixels.astype(float) - (0.45 * colour + 0.55 * pixels.mean(-1, keepdims=True))).max(-1) < 40
+        close = (
+            np.abs(pixels.astype(float) - (0.45 * colour + 0.55 * pixels.mean(-1, keepdims=True))).max(-1)
+            < 40
+        )
         assert close.any(), key
 
 
@@ -42,7 +46,12 @@ def test_overlay_texts_show_patient_verdicts_model_and_note():
         sex="M",
         cutoff_sets=get_cutoff_sets("prado2008"),
     ).to_row()
-    row.update(muscle_area_cm2=12.345678, smi_cm2_m2=4.8191, model="lsm_sss@1.0", model_validation="validation iou 0.731")
+    row.update(
+        muscle_area_cm2=12.345678,
+        smi_cm2_m2=4.8191,
+        model="lsm_sss@1.0",
+        model_validation="validation iou 0.731",
+    )
     caption = _caption(row, "c1")
     assert "Muscle 12.35 cm²" in caption and "12.3456" not in caption
     assert "Sex M  height 1.60 m (csv)" in caption
@@ -61,5 +70,3 @@ def test_overlay_png_keeps_physical_aspect(tmp_path):
     with Image.open(path) as image:
         width, height = image.size
     assert (width, height) == (320, 640)
-
-

@@ -12,6 +12,7 @@ from lsmseg.io.writers import write_dicom_seg
 from lsmseg.keys import Measured
 from tests.helpers.writers import ct_small, measured_labels
 
+
 def read_seg_pixels(path, sop_instance_uid):
     import highdicom as hd
 
@@ -74,7 +75,9 @@ def test_dicom_seg_only_present_tissues(tmp_path):
     ct = ct_small()
     mask = np.zeros((128, 128), np.uint8)
     mask[10:20, 10:20] = Measured.MUSCLE
-    write_dicom_seg(mask, ct, tmp_path / "seg.dcm", algorithm_name="a", algorithm_version="1", software_version="0")
+    write_dicom_seg(
+        mask, ct, tmp_path / "seg.dcm", algorithm_name="a", algorithm_version="1", software_version="0"
+    )
     assert ct.dicom is not None
     seg, pixels = read_seg_pixels(tmp_path / "seg.dcm", ct.dicom.dataset.SOPInstanceUID)
     assert seg.get_segment_numbers() == [1]
@@ -91,5 +94,3 @@ def test_dicom_seg_needs_dicom_and_a_non_empty_mask(tmp_path):
     with pytest.raises(ValueError, match="DICOM source"):
         write_dicom_seg(measured_labels(), ct, tmp_path / "seg.dcm", **kwargs)
     assert not (tmp_path / "seg.dcm").exists()
-
-

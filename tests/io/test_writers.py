@@ -36,7 +36,9 @@ def test_nifti_mask_is_column_row_of_the_dicom_pixels_with_its_geometry(tmp_path
         stored = ct.to_source_grid(np.arange(128 * 128).reshape(128, 128))
         row_s, col_s = np.argwhere(stored == r * 128 + c)[0]
         expected = (ct.affine @ np.array([r, c, 0, 1.0]))[:3]
-        np.testing.assert_allclose(itk.TransformIndexToPhysicalPoint((int(col_s), int(row_s), 0)), expected, atol=1e-3)
+        np.testing.assert_allclose(
+            itk.TransformIndexToPhysicalPoint((int(col_s), int(row_s), 0)), expected, atol=1e-3
+        )
         assert itk_array[row_s, col_s] == mask[r, c]
 
 
