@@ -38,6 +38,21 @@ class Tissue(IntEnum):
 TISSUE_NAMES: dict[int, str] = {t.value: t.name.lower() for t in Tissue}
 
 
+class Measured(IntEnum):
+    """Labels of the measured mask (``mask.nii.gz``, ``seg.dcm``): the compartments after the
+    Alberta HU ranges, exactly the pixels whose areas are reported.
+
+    SAT, VAT and MUSCLE keep their :class:`Tissue` values, so a measured mask read as
+    compartments only has to fold IMAT back into muscle (IMAT lies inside the muscle compartment).
+    """
+
+    BACKGROUND = 0
+    SAT = 1
+    VAT = 2
+    MUSCLE = 3
+    IMAT = 4  # intermuscular adipose tissue: muscle compartment with adipose HU
+
+
 class Keys:
     """Dictionary keys shared by data, engines and bundles."""
 

@@ -37,7 +37,22 @@ CASES_DIR = "cases"
 MASK_FILE = "mask.nii.gz"
 OVERLAY_FILE = "overlay.png"
 SEG_FILE = "seg.dcm"
-CASE_FILE_KEYS = ("mask_file", "overlay_file", "seg_file")  # row keys naming a case's files
+MASK_MODEL_FILE = "mask_model.nii.gz"  # the raw model regions, before the HU ranges
+SR_FILE = "sr.dcm"
+# row keys naming a case's files
+CASE_FILE_KEYS = ("mask_file", "mask_model_file", "overlay_file", "seg_file", "sr_file")
+# Decimals a measurement is reported with: what the method supports (a pixel is ~0.005 cm2 at
+# 0.7 mm spacing; HU are integers averaged over thousands of pixels).
+REPORT_DECIMALS: dict[str, int] = {
+    "muscle_area_cm2": 2,
+    "imat_area_cm2": 2,
+    "sat_area_cm2": 2,
+    "vat_area_cm2": 2,
+    "muscle_mean_hu": 1,
+    "muscle_sd_hu": 1,
+    "smi_cm2_m2": 2,
+    "bmi": 2,
+}
 # Settings that must match for --resume to reuse earlier rows.
 RESUME_KEYS = ("weights_sha256", "image_size", "hu_range", "refine", "hu_ranges", "cutoff_sets")
 
@@ -105,6 +120,17 @@ class SegmentReport:
     def exit_status(self) -> int:
         """0 when every case succeeded, 1 when some failed."""
         return 0 if self.n_failed == 0 else 1
+
+
+def round_measurements(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row with each measurement rounded to :data:`REPORT_DECIMALS` (areas 0.01 cm2, HU 0.1);
+    None and NaN stay as they are. Verdicts are judged on the unrounded values before this."""
+    out = dict(row)
+    for key, decimals in REPORT_DECIMALS.items():
+        value = out.get(key)
+        if isinstance(value, float) and math.isfinite(value):
+            out[key] = round(value, decimals)
+    return out
 
 
 def json_safe(value: Any) -> Any:

@@ -1,4 +1,9 @@
-"""The quality-control picture of a case: windowed CT, tissues in colour, the key numbers."""
+"""A clinician's one-page check of a case: the CT, the measured compartments, the numbers.
+
+The picture shows exactly what was measured (the measured mask, :mod:`lsmseg.io.labels`
+colours), the areas, muscle HU, sex, height, SMI and the cut-off verdicts of the results row,
+the model with its validation figure, and a research-use note.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +17,14 @@ import numpy as np
 
 from lsmseg.io.atomic import atomic_write
 from lsmseg.io.ctslice import CTSlice
-from lsmseg.keys import Tissue
+from lsmseg.io.labels import LABELS
 
 PathLike = str | os.PathLike[str]
 
-# Display colours (RGB 0..1), the Slice-O-Matic convention: muscle red, IMAT green, VAT yellow,
-# SAT cyan.
-TISSUE_COLOURS: dict[str, tuple[float, float, float]] = {
-    "muscle": (0.90, 0.10, 0.10),
-    "imat": (0.10, 0.80, 0.10),
-    "vat": (1.00, 0.85, 0.00),
-    "sat": (0.00, 0.80, 0.90),
-}
+# Display colours (RGB 0..1) by label key, from the label table (kept for older imports).
+TISSUE_COLOURS: dict[str, tuple[float, float, float]] = {label.key: label.rgb for label in LABELS}
 OVERLAY_HU_WINDOW = (-250.0, 250.0)  # soft-tissue window, HU
+RESEARCH_NOTE = "Research use only - not for diagnosis. Check the contours before using the numbers."
 
 
 def _format_value(value: Any, fmt: str, unit: str = "") -> str:
@@ -36,51 +36,61 @@ def _format_value(value: Any, fmt: str, unit: str = "") -> str:
         return str(value)
 
 
-def _layers(labels: np.ndarray, imat: np.ndarray | None) -> dict[str, np.ndarray]:
-    """(H, W) bool pixels per drawn tissue, IMAT last so it lies over the muscle colour."""
-    layers = {
-        "sat": labels == Tissue.SAT,
-        "vat": labels == Tissue.VAT,
-        "muscle": labels == Tissue.MUSCLE,
-    }
-    if imat is not None:
-        imat = np.asarray(imat, dtype=bool)
-        if imat.shape != labels.shape:
-            raise ValueError(f"IMAT mask shape {imat.shape} does not match the CT slice {labels.shape}")
-        layers["imat"] = imat
-    return layers
-
-
-def _rgba(layers: Mapping[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """(H, W, 4) float32 RGBA overlay: each tissue in its colour at 45 % opacity."""
-    overlay = np.zeros((*shape, 4), dtype=np.float32)
-    for name, pixels in layers.items():
-        overlay[pixels, :3] = TISSUE_COLOURS[name]
+def _rgba(labels: np.ndarray) -> np.ndarray:
+    """(H, W, 4) float32 RGBA overlay: each label in its colour at 45 % opacity."""
+    overlay = np.zeros((*labels.shape, 4), dtype=np.float32)
+    for label in LABELS:
+        pixels = labels == label.value
+        overlay[pixels, :3] = label.rgb
         overlay[pixels, 3] = 0.45
     return overlay
 
 
+def _verdicts(m: Mapping[str, Any]) -> list[str]:
+    """One line per cut-off column of the row: ``sarcopenia prado2008: yes``."""
+    lines = []
+    for key, value in m.items():
+        for kind in ("sarcopenia", "myosteatosis"):
+            if key.startswith(f"{kind}_"):
+                verdict = (
+                    "n/a"
+                    if value is None
+                    else ("yes" if value is True else "no" if value is False else value)
+                )
+                lines.append(f"{kind} {key[len(kind) + 1 :]}: {verdict}")
+    return lines
+
+
 def _caption(measurements: Mapping[str, Any] | None, case_id: str) -> str:
-    """The text box: case id, muscle area, SMI, muscle HU, IMAT, SAT, VAT (missing: "n/a")."""
+    """The text box: case, areas, muscle HU, patient, SMI and verdicts (missing: "n/a")."""
     m = dict(measurements or {})
+    height = _format_value(m.get("height_m"), ".2f", " m")
     lines = [
         str(m.get("case_id", case_id)),
-        f"Muscle {_format_value(m.get('muscle_area_cm2'), '.1f', ' cm²')}",
-        f"SMI {_format_value(m.get('smi_cm2_m2'), '.1f', ' cm²/m²')}",
-        f"Muscle HU {_format_value(m.get('muscle_mean_hu'), '.1f')}",
-        f"IMAT {_format_value(m.get('imat_area_cm2'), '.1f', ' cm²')}",
-        f"SAT {_format_value(m.get('sat_area_cm2'), '.1f', ' cm²')}",
-        f"VAT {_format_value(m.get('vat_area_cm2'), '.1f', ' cm²')}",
+        f"Muscle {_format_value(m.get('muscle_area_cm2'), '.2f', ' cm²')}"
+        f"  HU {_format_value(m.get('muscle_mean_hu'), '.1f')}",
+        f"IMAT {_format_value(m.get('imat_area_cm2'), '.2f', ' cm²')}",
+        f"SAT {_format_value(m.get('sat_area_cm2'), '.2f', ' cm²')}",
+        f"VAT {_format_value(m.get('vat_area_cm2'), '.2f', ' cm²')} (HU {m.get('vat_hu_range') or 'n/a'})",
+        f"Sex {m.get('sex') or 'n/a'}  height {height} ({m.get('height_source') or 'n/a'})",
+        f"SMI {_format_value(m.get('smi_cm2_m2'), '.2f', ' cm²/m²')}",
+        *_verdicts(m),
     ]
-    if m.get("vat_hu_range"):
-        lines.append(f"VAT HU {m['vat_hu_range']}")
     return "\n".join(lines)
+
+
+def _footer(measurements: Mapping[str, Any] | None) -> str:
+    """Model, its validation figure, and the research-use note."""
+    m = dict(measurements or {})
+    model = m.get("model") or "model n/a"
+    validation = m.get("model_validation") or "validation n/a"
+    return f"{model} | {validation}\n{RESEARCH_NOTE}"
 
 
 def _render(
     ct: CTSlice,
-    layers: Mapping[str, np.ndarray],
-    caption: str,
+    labels: np.ndarray,
+    texts: tuple[str, str],
     hu_window: tuple[float, float],
     max_side_px: int,
 ) -> np.ndarray:
@@ -101,13 +111,16 @@ def _render(
     ax.imshow(
         ct.hu, cmap="gray", vmin=hu_window[0], vmax=hu_window[1], aspect=aspect, interpolation="nearest"
     )
-    ax.imshow(_rgba(layers, (height_px, width_px)), aspect=aspect, interpolation="nearest")
-    names = {"muscle": "Muscle", "imat": "IMAT", "sat": "SAT", "vat": "VAT"}
-    handles = [Patch(color=TISSUE_COLOURS[k], alpha=0.8, label=names[k]) for k in names if k in layers]
-    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.6)
+    ax.imshow(_rgba(labels), aspect=aspect, interpolation="nearest")
+    handles = [
+        Patch(color=lb.rgb, alpha=0.8, label=lb.key.upper()) for lb in LABELS if np.any(labels == lb.value)
+    ]
+    ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.6)
     box = {"facecolor": "black", "alpha": 0.6, "edgecolor": "none"}
-    ax.text(0.02, 0.02, caption, transform=ax.transAxes, fontsize=8, color="white", va="bottom", ha="left",
+    ax.text(0.01, 0.99, texts[0], transform=ax.transAxes, fontsize=7, color="white", va="top", ha="left",
             family="monospace", bbox=box)  # fmt: skip
+    ax.text(0.01, 0.01, texts[1], transform=ax.transAxes, fontsize=6, color="yellow", va="bottom", ha="left",
+            bbox=box)  # fmt: skip
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3]  # drop alpha: smaller file
 
@@ -118,30 +131,30 @@ def write_overlay_png(
     path: PathLike,
     measurements: Mapping[str, Any] | None = None,
     *,
-    imat: np.ndarray | None = None,
     hu_window: tuple[float, float] = OVERLAY_HU_WINDOW,
     max_side_px: int = 640,
 ) -> Path:
-    """Write a quality-control picture: windowed CT with the tissues in colour and the key numbers.
+    """Write a clinician's check picture: windowed CT, measured compartments in colour, numbers.
 
-    The CT is shown in a soft-tissue window (-250..250 HU) with semi-transparent SAT, VAT and
-    muscle (and IMAT where ``imat`` is given, e.g. ``tissue_pixels(...).imat``), a legend, and a
-    text box with muscle area (cm^2), SMI (cm^2/m^2), muscle mean HU, IMAT, SAT and VAT (cm^2)
-    taken from ``measurements`` (a results row; missing values read "n/a"). Pixels are drawn
-    with their physical aspect ratio; the longer side is ``max_side_px`` pixels; saved as RGB PNG.
+    The CT is shown in a soft-tissue window (-250..250 HU) with the labels of ``mask`` filled
+    semi-transparently in the label-table colours (muscle red, IMAT green, SAT cyan, VAT yellow)
+    and a legend. Top left: case id, areas (cm^2, 0.01), muscle mean HU, VAT HU range, sex,
+    height and its source, SMI (cm^2/m^2) and every ``sarcopenia_*`` / ``myosteatosis_*``
+    verdict of ``measurements`` (a results row; missing values read "n/a"). Bottom: the model
+    (row key ``model``), its validation figure (``model_validation``) and the research-use note.
+    Pixels keep their physical aspect ratio; the longer side is ``max_side_px``; RGB PNG.
 
     Args:
         ct: the slice; ``ct.hu`` is (H, W) HU in radiological display orientation.
-        mask: (H, W) Tissue labels on the same grid.
+        mask: (H, W) measured labels (:class:`lsmseg.keys.Measured`) on the same grid.
         path: output ``.png`` file.
-        measurements: results-row keys such as muscle_area_cm2, smi_cm2_m2, muscle_mean_hu,
-            imat_area_cm2, sat_area_cm2, vat_area_cm2.
-        imat: optional (H, W) boolean IMAT pixels, drawn over the muscle colour.
+        measurements: the case's results row.
     """
     from PIL import Image
 
-    layers = _layers(ct.label_mask(mask), imat)
-    rgb = _render(ct, layers, _caption(measurements, ct.case_id), hu_window, max_side_px)
+    labels = ct.label_mask(mask)
+    texts = (_caption(measurements, ct.case_id), _footer(measurements))
+    rgb = _render(ct, labels, texts, hu_window, max_side_px)
     with atomic_write(path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG", optimize=True)
     return Path(path)

@@ -85,7 +85,9 @@ def test_every_case_gets_its_files_and_a_row(run: Any, cohort: Path) -> None:
     assert [r["case_id"] for r in run.rows] == ids == run.processed
     for case_id in ids:
         folder = run.out_dir / "cases" / case_id
-        assert {p.name for p in folder.iterdir()} == {"mask.nii.gz", "overlay.png", "seg.dcm"}
+        assert {p.name for p in folder.iterdir()} == {
+            "mask.nii.gz", "mask_model.nii.gz", "labels.json", "overlay.png", "seg.dcm", "sr.dcm"
+        }  # fmt: skip
         assert (folder / "overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(run.out_dir.rglob("*.tmp*")), "a temporary file was left behind"
 
@@ -146,7 +148,7 @@ def test_dicom_seg_references_its_source_and_matches_the_mask(run: Any, cohort: 
             [source.SOPInstanceUID], segment_numbers=[labels["Skeletal muscle"]]
         )[0, :, :, 0]
         mask = np.asarray(nifti(run.out_dir / "cases" / case_id / "mask.nii.gz").dataobj)[:, :, 0]
-        np.testing.assert_array_equal(muscle.astype(bool), mask == Tissue.MUSCLE)
+        np.testing.assert_array_equal(muscle.astype(bool), mask.T == Tissue.MUSCLE)  # NIfTI is (column, row)
 
 
 def test_mask_nifti_lies_on_the_source_grid(run: Any, cohort: Path) -> None:
@@ -156,7 +158,7 @@ def test_mask_nifti_lies_on_the_source_grid(run: Any, cohort: Path) -> None:
     truth = nifti(cohort / "masks" / f"{case_id}.nii.gz")  # indexed (column, row, 0)
     assert ours.shape == (256, 256, 1) and ours.get_data_dtype() == np.uint8
     for r, c in [(0, 0), (10, 200), (255, 3)]:
-        np.testing.assert_allclose(ours.affine @ [r, c, 0, 1], truth.affine @ [c, r, 0, 1], atol=1e-3)
+        np.testing.assert_allclose(ours.affine @ [c, r, 0, 1], truth.affine @ [c, r, 0, 1], atol=1e-3)
 
 
 def test_results_json_records_the_provenance(run: Any, bundle: Path) -> None:
