@@ -159,7 +159,8 @@ def test_a_mixed_folder_measures_the_good_slices_and_explains_each_bad_one(
     out = tmp_path / "out"
     assert _segment(str(good), "--out", str(out), "--bundle", str(bundle)) == 0
     first_run = {p: p.read_bytes() for p in (out / "cases").rglob("*.*")}
-    assert len(first_run) == 9
+    # 3 DICOM cases x mask, model mask, labels.json, overlay, SEG, SR
+    assert len(first_run) == 18
     capsys.readouterr()
 
     assert _segment(str(mixed), "--out", str(out), "--bundle", str(bundle)) == 1
