@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lsmseg.clinical.case import CaseRunner, Prepared, Timer
+from lsmseg.clinical.gates import gate_after, gate_before
 from lsmseg.clinical.model import SegmentationModel, load_bundle
 from lsmseg.clinical.patients import PatientRecord, PatientTable
 from lsmseg.clinical.results import (
@@ -104,9 +105,9 @@ def check_request(
     return Request([Path(p) for p in inputs], out, vat, list(cutoff_sets), refine, int(batch_size), patients)
 
 
-def find_cases(inputs: Sequence[Path]) -> list[CaseSource]:
-    """The cases in ``inputs`` (UsageError when there is none)."""
-    cases = discover_cases(list(inputs))
+def find_cases(inputs: Sequence[Path], out: Path | None = None) -> list[CaseSource]:
+    """The cases in ``inputs``, never from ``out`` (UsageError when there is none)."""
+    cases = discover_cases(list(inputs), exclude=[out] if out is not None else [])
     if not cases:
         raise UsageError(
             f"no DICOM or NIfTI slices found in {', '.join(str(p) for p in inputs)} "
@@ -147,7 +148,9 @@ def run_batch(
     for case in batch:
         t = time.perf_counter()
         try:
-            prepared.append(runner.prepare(case, records[case.case_id]))
+            p = runner.prepare(case, records[case.case_id])
+            gate_before(p.ct)
+            prepared.append(p)
         except Exception as err:
             rows[case.case_id] = runner.error_row(case, err, time.perf_counter() - t)
     if not prepared:
@@ -162,7 +165,7 @@ def run_batch(
             if isinstance(output, Exception):
                 rows[p.case.case_id] = runner.error_row(p.case, output, p.seconds + network_s)
             else:
-                rows[p.case.case_id] = runner.finish(p, output, network_s)
+                rows[p.case.case_id] = gate_after(runner.finish(p, output, network_s), p.ct)
         except Exception as err:
             rows[p.case.case_id] = runner.error_row(
                 p.case, err, p.seconds + network_s + time.perf_counter() - t
@@ -185,7 +188,7 @@ class Plan:
 def plan_run(request: Request, bundle_dir: Any, device: str, resume: bool, timer: Timer) -> Plan:
     """Find the cases, load the model once, and decide which cases an earlier run completed."""
     t = time.perf_counter()
-    cases = find_cases(request.inputs)
+    cases = find_cases(request.inputs, request.out)
     timer.add("ingest", time.perf_counter() - t)
     t = time.perf_counter()
     model = load_bundle(bundle_dir, device)
