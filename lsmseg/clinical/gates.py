@@ -48,7 +48,9 @@ def gate_after(row: dict[str, Any], ct: CTSlice, extra: Sequence[str] = ()) -> d
     if found.errors:
         row.update(
             status=STATUS_ERROR,
-            error="implausible measurement: " + "; ".join(found.errors) + " (check PixelSpacing and the overlay)",
+            error="implausible measurement: "
+            + "; ".join(found.errors)
+            + " (check PixelSpacing and the overlay)",
             quality=None,
         )
         return row
