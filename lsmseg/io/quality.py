@@ -116,10 +116,11 @@ def check_bit_depth(ct: CTSlice, dataset: Dataset | None) -> None:
 
 
 def check_not_label_map(ct: CTSlice, dataset: Dataset | None) -> None:
-    """A label map (a few small integer values) given as the image is not a CT slice in HU."""
+    """A label map (2 to ``MAX_LABEL_VALUES`` integer values within 255 of each other) given as
+    the image is not a CT slice in HU. One value is an empty image, left to the tissue check."""
     values = np.unique(ct.hu)
     spread = float(values[-1] - values[0]) if values.size else 0.0
-    if values.size <= MAX_LABEL_VALUES and spread <= MAX_LABEL_SPREAD and np.all(values == np.round(values)):
+    if 2 <= values.size <= MAX_LABEL_VALUES and spread <= MAX_LABEL_SPREAD and np.all(values == np.round(values)):
         shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if values.size > 8 else "")
         raise IngestError(
             f"{_what(ct)} holds only {values.size} distinct values ({shown}): a label map or mask, "
@@ -246,8 +247,8 @@ DEFAULT_CHECKS: tuple[SliceCheck, ...] = (
     check_position_tags,
     check_axial,
     check_hu_range,
-    check_has_tissue,
     check_not_label_map,
+    check_has_tissue,
     check_body_inside,
 )
 
