@@ -273,6 +273,8 @@ def _network_from_config(bundle: Path) -> tuple[Any, ModelRecord]:
     parser = ConfigParser()
     parser.read_config(bundle / "configs" / "inference.json")
     try:
+        if "imports" in parser:  # as a bundle workflow does: its `$import` lines first
+            parser.get_parsed_content("imports")
         network = parser.get_parsed_content("network_def")
         settings = {"image_size": parser["image_size"], "hu_range": list(parser["hu_range"])}
     except Exception as err:
