@@ -133,14 +133,15 @@ def lossy_compression_note(dataset: Dataset | None) -> str | None:
     if dataset is None:
         return None
     flag = str(dataset.get("LossyImageCompression", "") or "").strip()
-    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    lossy_syntax = syntax is not None and UID(syntax).is_compressed and not _is_lossless(UID(syntax))
+    raw = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    syntax = UID(str(raw)) if raw else None
+    lossy_syntax = syntax is not None and syntax.is_compressed and not _is_lossless(syntax)
     if flag != "01" and not lossy_syntax:
         return None
     ratio = str(dataset.get("LossyImageCompressionRatio", "") or "").strip()
     detail = f"LossyImageCompression {flag or '?'}" + (f", ratio {ratio}" if ratio else "")
-    if lossy_syntax:
-        detail += f", {UID(syntax).name}"
+    if lossy_syntax and syntax is not None:
+        detail += f", {syntax.name}"
     return f"lossy compressed pixels ({detail}): HU statistics may be altered"
 
 

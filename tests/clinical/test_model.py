@@ -144,7 +144,7 @@ def test_a_malicious_inference_json_never_runs_without_trust_bundle(tmp_path: Pa
     load_bundle(recorded, "cpu")  # built from models/model.json as data
     assert not marker.exists()
     bare = _malicious(write_bundle(tmp_path / "bare", weights, TINY_SIZE, TINY_NGF, record=False), marker)
-    with pytest.raises(UsageError, match="segment does not evaluate configs/inference.json.*--trust-bundle"):
+    with pytest.raises(UsageError, match=r"segment does not evaluate configs/inference.json.*--trust-bundle"):
         load_bundle(bare, "cpu")
     assert not marker.exists()
     model = load_bundle(bare, "cpu", trust_bundle=True)

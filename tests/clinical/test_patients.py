@@ -96,5 +96,5 @@ def test_latin1_csv_is_read_with_a_note_and_utf16_gets_a_hint(tmp_path: Path) ->
     assert PatientTable(bom).note is None and "A" in PatientTable(bom).records
     utf16 = tmp_path / "utf16.csv"
     utf16.write_bytes("case_id,sex\nA,F\n".encode("utf-16"))
-    with pytest.raises(UsageError, match="neither UTF-8 nor Latin-1 .* save it as 'CSV UTF-8'"):
+    with pytest.raises(UsageError, match=r"neither UTF-8 nor Latin-1 .* save it as 'CSV UTF-8'"):
         PatientTable(utf16)

@@ -35,7 +35,7 @@ def test_thorax_is_refused_for_its_lungs() -> None:
 
 
 def test_two_legs_are_refused_as_separate_contours() -> None:
-    with pytest.raises(IngestError, match="2 separate body contours .* legs or a pelvis below the hips"):
+    with pytest.raises(IngestError, match=r"2 separate body contours .* legs or a pelvis below the hips"):
         check_anatomy(anatomy.legs())
 
 

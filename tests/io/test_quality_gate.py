@@ -118,7 +118,7 @@ def test_eight_bit_export_is_refused_for_its_bit_depth(tmp_path: Path) -> None:
     ds = make_ct_dataset()
     ds.BitsStored = 8
     with pytest.raises(
-        IngestError, match="has BitsStored 8: an 8-bit image .* cannot hold CT Hounsfield units"
+        IngestError, match=r"has BitsStored 8: an 8-bit image .* cannot hold CT Hounsfield units"
     ):
         read_dicom_slice(write_ct(tmp_path / "x8.dcm", ds))
 
