@@ -120,7 +120,11 @@ def check_not_label_map(ct: CTSlice, dataset: Dataset | None) -> None:
     the image is not a CT slice in HU. One value is an empty image, left to the tissue check."""
     values = np.unique(ct.hu)
     spread = float(values[-1] - values[0]) if values.size else 0.0
-    if 2 <= values.size <= MAX_LABEL_VALUES and spread <= MAX_LABEL_SPREAD and np.all(values == np.round(values)):
+    if (
+        2 <= values.size <= MAX_LABEL_VALUES
+        and spread <= MAX_LABEL_SPREAD
+        and np.all(values == np.round(values))
+    ):
         shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if values.size > 8 else "")
         raise IngestError(
             f"{_what(ct)} holds only {values.size} distinct values ({shown}): a label map or mask, "
