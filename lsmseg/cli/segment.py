@@ -32,6 +32,11 @@ patients CSV columns: case_id (or patient_id), height_m, weight_kg, sex, l3_slic
   Height, weight and sex come from the DICOM header first (PatientSize, PatientWeight,
   PatientSex), then from the CSV. A multi-slice series needs l3_slice (InstanceNumber).
 
+gates: slices that are not an abdomen (head, chest, legs, no fat) and implausible measurements
+  (areas, HU, pixel spacing outside documented ranges) become error rows; borderline values and
+  an unconfirmed L3 level give status ok with quality "warning: ...". A bundle folder is code:
+  segment reads models/model.json as data and never evaluates configs (see --trust-bundle).
+
 exit status: 0 all cases measured, 1 some cases failed (the others are written), 2 usage error
 
 examples:
@@ -107,6 +112,19 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=8, metavar="N", help="slices per network call (default 8)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--allow-weak-model",
+        action="store_true",
+        help="measure with a bundle below the quality floor (validation mIoU < 0.5, or training "
+        "interrupted before 5 epochs); its verdicts are unreliable",
+    )
+    p.add_argument(
+        "--trust-bundle",
+        action="store_true",
+        help="let a bundle without models/model.json build its network by evaluating "
+        "configs/inference.json: a bundle folder is code (monai.bundle run executes its configs by "
+        "design); use only for bundles from a source you trust",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -193,6 +211,11 @@ def format_summary(report: SegmentReport) -> str:
         out.append("")
         out.append(f"{len(failed)} case(s) failed:")
         out += [f"  {r.get('case_id')}: {r.get('error')}" for r in failed]
+    warned = [r for r in report.rows if str(r.get("quality") or "").startswith("warning")]
+    if warned:
+        out.append("")
+        out.append(f"{len(warned)} case(s) measured with a warning (check their overlays):")
+        out += [f"  {r.get('case_id')}: {str(r.get('quality')).removeprefix('warning: ')}" for r in warned]
     total = report.timings_s.get("total", 0.0)
     done = len(report.processed)
     speed = f", {total / done:.2f} s/slice" if done else ""
@@ -202,6 +225,9 @@ def format_summary(report: SegmentReport) -> str:
         f"{report.n_ok} of {len(report.rows)} cases measured{resumed} with {report.model} on "
         f"{report.device} in {total:.1f} s{speed}"
     )
+    out.append(f"model validation: {report.validation}")
+    if report.caveat:
+        out.append(f"caveat: {report.caveat}")
     out.append(f"results: {report.results_csv}")
     out.append(f"         {report.results_json}")
     out.append(f"masks, overlays, DICOM SEG: {report.out_dir / 'cases'}")
@@ -229,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             batch_size=args.batch_size,
             progress=args.progress,
+            allow_weak_model=args.allow_weak_model,
+            trust_bundle=args.trust_bundle,
         )
     except KeyboardInterrupt:
         print(

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lsmseg.clinical.case import CaseRunner, Prepared, Timer
+from lsmseg.clinical.gates import gate_after, gate_before
 from lsmseg.clinical.model import SegmentationModel, load_bundle
 from lsmseg.clinical.patients import PatientRecord, PatientTable
 from lsmseg.clinical.results import (
@@ -104,9 +105,9 @@ def check_request(
     return Request([Path(p) for p in inputs], out, vat, list(cutoff_sets), refine, int(batch_size), patients)
 
 
-def find_cases(inputs: Sequence[Path]) -> list[CaseSource]:
-    """The cases in ``inputs`` (UsageError when there is none)."""
-    cases = discover_cases(list(inputs))
+def find_cases(inputs: Sequence[Path], out: Path | None = None) -> list[CaseSource]:
+    """The cases in ``inputs``, never from ``out`` (UsageError when there is none)."""
+    cases = discover_cases(list(inputs), exclude=[out] if out is not None else [])
     if not cases:
         raise UsageError(
             f"no DICOM or NIfTI slices found in {', '.join(str(p) for p in inputs)} "
@@ -147,7 +148,9 @@ def run_batch(
     for case in batch:
         t = time.perf_counter()
         try:
-            prepared.append(runner.prepare(case, records[case.case_id]))
+            p = runner.prepare(case, records[case.case_id])
+            gate_before(p.ct)
+            prepared.append(p)
         except Exception as err:
             rows[case.case_id] = runner.error_row(case, err, time.perf_counter() - t)
     if not prepared:
@@ -162,7 +165,7 @@ def run_batch(
             if isinstance(output, Exception):
                 rows[p.case.case_id] = runner.error_row(p.case, output, p.seconds + network_s)
             else:
-                rows[p.case.case_id] = runner.finish(p, output, network_s)
+                rows[p.case.case_id] = gate_after(runner.finish(p, output, network_s), p.ct)
         except Exception as err:
             rows[p.case.case_id] = runner.error_row(
                 p.case, err, p.seconds + network_s + time.perf_counter() - t
@@ -182,13 +185,16 @@ class Plan:
     kept: dict[str, dict[str, Any]]
 
 
-def plan_run(request: Request, bundle_dir: Any, device: str, resume: bool, timer: Timer) -> Plan:
-    """Find the cases, load the model once, and decide which cases an earlier run completed."""
+def plan_run(
+    request: Request, bundle_dir: Any, device: str, resume: bool, timer: Timer, **trust: bool
+) -> Plan:
+    """Find the cases, load the model once (``trust``: allow_weak_model, trust_bundle of
+    :func:`load_bundle`), and decide which cases an earlier run completed."""
     t = time.perf_counter()
-    cases = find_cases(request.inputs)
+    cases = find_cases(request.inputs, request.out)
     timer.add("ingest", time.perf_counter() - t)
     t = time.perf_counter()
-    model = load_bundle(bundle_dir, device)
+    model = load_bundle(bundle_dir, device, **trust)
     timer.add("load_model", time.perf_counter() - t)
     patients = request.patients
     records = {c.case_id: patients.lookup(c) if patients else None for c in cases}
@@ -220,6 +226,8 @@ def new_report(out: Path, plan: Plan, timer: Timer) -> SegmentReport:
         model=plan.model.label,
         device=plan.model.describe_device(),
         timings_s=timer.seconds,
+        validation=plan.model.validation,
+        caveat=plan.model.caveat,
     )
 
 
@@ -251,6 +259,8 @@ def segment_cohort(
     resume: bool = False,
     batch_size: int = 8,
     progress: bool = True,
+    allow_weak_model: bool = False,
+    trust_bundle: bool = False,
 ) -> SegmentReport:
     """Measure L3 body composition for every slice found in ``inputs``; write masks and reports.
 
@@ -261,10 +271,12 @@ def segment_cohort(
             source grid, overlay.png, and seg.dcm for DICOM input).
         bundle_dir: bundle folder or name (None: ``lsm_sss``); patients_csv: see
             :class:`PatientTable` (DICOM PatientSize / Weight / Sex come first).
-        vat_hu: visceral fat HU range; cutoffs: cut-off set names or "all"; device: auto, cpu, cuda;
-        refine: apply the Alberta HU ranges inside the predicted compartments.
+        vat_hu: visceral fat HU range; cutoffs: cut-off set names or "all"; device: auto, cpu,
+            cuda; refine: apply the Alberta HU ranges inside the predicted compartments.
         resume: keep the complete cases of an earlier run in ``out_dir`` (same inputs, settings).
         batch_size: slices per network call; progress: a progress bar on a terminal's stderr.
+        allow_weak_model: measure with a model below the quality floor; trust_bundle: let a
+            bundle without models/model.json evaluate its configs/inference.json (code).
 
     Returns:
         The :class:`SegmentReport`; ``exit_status`` is 0 when every case succeeded, else 1.
@@ -277,15 +289,14 @@ def segment_cohort(
 
     started, timer = time.perf_counter(), Timer()
     request = check_request(inputs, out_dir, patients_csv, vat_hu, cutoffs, refine, batch_size)
-    plan = plan_run(request, bundle_dir, device, resume, timer)
+    trust = {"allow_weak_model": allow_weak_model, "trust_bundle": trust_bundle}
+    plan = plan_run(request, bundle_dir, device, resume, timer, **trust)
     rows = dict(plan.kept)
     todo = [c for c in plan.cases if c.case_id not in rows]
     report = new_report(request.out, plan, timer)
     runner = CaseRunner(request.out, plan.model, request.cutoff_sets, request.vat_hu, refine, timer)
-    bar = tqdm(
-        total=len(todo), disable=None if progress else True, unit="slice", desc="lsmseg segment", leave=False
-    )
-    with bar:
+    disable = None if progress else True  # None: only on a terminal
+    with tqdm(total=len(todo), disable=disable, unit="slice", desc="lsmseg segment", leave=False) as bar:
         for batch in _batches(todo, request.batch_size):
             rows.update(run_batch(runner, batch, plan.records))
             report.processed += [c.case_id for c in batch]

@@ -4,6 +4,17 @@ The network is built from the bundle's model record (``models/model.json``, writ
 beside ``models/model.pt``, see :mod:`lsmseg.engines.record`), read as data: no config expression
 is evaluated, and a bundle trained with other settings (``--ngf 8 --image_size 64``) loads as it
 is. The weights are read with ``torch.load(weights_only=True)``.
+
+A bundle folder is code: ``python -m monai.bundle run`` evaluates its configs' ``$`` expressions
+and ``_target_`` calls by design. ``segment`` does not: only with ``trust_bundle=True``
+(``--trust-bundle``), and only for a bundle without a model record, does it build the network
+from ``configs/inference.json``'s ``network_def``.
+
+Model-quality gate: training records what the weights are (``training`` of the model record).
+A model whose validation metric is below :data:`MIN_VALIDATION_MIOU`, or whose training was
+interrupted before :data:`MIN_EPOCHS` epochs, is refused unless ``allow_weak_model=True``
+(``--allow-weak-model``); every report states the model's validation figure, and a model not
+validated on real CT carries :data:`RESEARCH_CAVEAT`.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import numpy as np
 
 from lsmseg.bundle import find_bundle
 from lsmseg.engines.device import resolve_device
-from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
+from lsmseg.engines.record import MODEL_RECORD, ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError
 from lsmseg.keys import TISSUE_NAMES, Tissue
 
@@ -33,6 +44,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE = "lsm_sss"
+# Quality floor. A 4-class L3 model at validation mIoU 0.5 still mislabels about half of the
+# muscle boundary; the lsm_sss bundle reaches about 0.8 on the phantom. An interrupted run of a
+# few epochs (e.g. mIoU 0.196 after one epoch) is noise, whatever its metric.
+MIN_VALIDATION_MIOU = 0.5
+MIN_EPOCHS = 5
+RESEARCH_CAVEAT = (
+    "research use only: this model has not been validated on real patient CT "
+    "(its validation figure is on the training data set); check every overlay"
+)
+# Set by whoever validated the weights on real CT (model.json "training", or metadata.json).
+REAL_CT_KEY = "validated_on_real_ct"
 WEIGHTS = Path("models") / "model.pt"
 # The output channels lsmseg segment measures, in this order.
 CLASS_NAMES: tuple[str, ...] = tuple(TISSUE_NAMES[t.value] for t in Tissue)
@@ -64,6 +86,8 @@ class SegmentationModel:
     image_size: int
     hu_range: tuple[float, float]
     class_names: tuple[str, ...]
+    validation: str = "unknown"  # the model's validation figure in words (model_quality)
+    caveat: str | None = RESEARCH_CAVEAT  # None only for a model validated on real CT
 
     @property
     def label(self) -> str:
@@ -114,6 +138,8 @@ class SegmentationModel:
             "image_size": self.image_size,
             "hu_range": list(self.hu_range),
             "class_names": list(self.class_names),
+            "model_validation": self.validation,
+            "caveat": self.caveat,
         }
 
 
@@ -216,29 +242,108 @@ def _metadata(bundle: Path) -> dict[str, Any]:
         return {}
 
 
-def load_bundle(bundle_dir: str | os.PathLike[str] | None = None, device: str = "auto") -> SegmentationModel:
+def model_quality(record: ModelRecord) -> tuple[str, str | None]:
+    """The model's validation figure in words, and why it is below the quality floor (or None).
+
+    A record without training statistics (written by hand, or by an older lsmseg) is not
+    refused: its figure reads "unknown" and the caveat stays.
+    """
+    t = record.training
+    metric, best = t.get("metric", "validation metric"), t.get("best_metric")
+    epochs, finished = t.get("epochs_run"), t.get("finished")
+    if best is None:
+        return "unknown (the model record has no training statistics)", None
+    state = "finished" if finished else "interrupted" if finished is False else "end unknown"
+    figure = (
+        f"{metric} {float(best):.3f} (best epoch {t.get('best_epoch', '?')} of {epochs if epochs is not None else '?'}, "
+        f"{t.get('n_train', '?')} training slices, training {state})"
+    )
+    if t.get("mode", "max") == "max" and float(best) < MIN_VALIDATION_MIOU:
+        return figure, f"its {metric} is {float(best):.3f}, below the quality floor {MIN_VALIDATION_MIOU}"
+    if finished is False and epochs is not None and int(epochs) < MIN_EPOCHS:
+        return figure, f"its training was interrupted after {epochs} epoch(s) (fewer than {MIN_EPOCHS})"
+    return figure, None
+
+
+def _network_from_config(bundle: Path) -> tuple[Any, ModelRecord]:
+    """Network and record from ``configs/inference.json`` (``network_def``, ``image_size``,
+    ``hu_range``), evaluating the config as MONAI does: only for ``--trust-bundle``."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(bundle / "configs" / "inference.json")
+    try:
+        if "imports" in parser:  # as a bundle workflow does: its `$import` lines first
+            parser.get_parsed_content("imports")
+        network = parser.get_parsed_content("network_def")
+        settings = {"image_size": parser["image_size"], "hu_range": list(parser["hu_range"])}
+    except Exception as err:
+        raise UsageError(
+            f"bundle {bundle}: configs/inference.json gives no network_def, image_size, hu_range: {err}"
+        ) from err
+    record = ModelRecord(
+        network={"name": type(network).__name__}, preprocessing=settings, class_names=list(CLASS_NAMES)
+    )
+    return network, record
+
+
+def _network(bundle: Path, trust_bundle: bool) -> tuple[Any, ModelRecord]:
+    """The untrained network and its record: from models/model.json as data, or (trusted
+    bundles without a record only) from the bundle's config."""
+    if not (bundle / "models" / MODEL_RECORD).is_file() and trust_bundle:
+        logger.warning("bundle %s: evaluating configs/inference.json (--trust-bundle)", bundle)
+        return _network_from_config(bundle)
+    try:
+        record, _, _ = read_record(bundle)
+    except UsageError as err:
+        if (bundle / "configs" / "inference.json").is_file():
+            raise UsageError(
+                f"{err}; segment does not evaluate configs/inference.json, because a bundle config is "
+                "code: pass --trust-bundle only for a bundle from a source you trust"
+            ) from err
+        raise
+    try:
+        return record.build(), record
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"bundle {bundle}: models/model.json describes no buildable network: {err}") from err
+
+
+def load_bundle(
+    bundle_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    *,
+    allow_weak_model: bool = False,
+    trust_bundle: bool = False,
+) -> SegmentationModel:
     """Load a bundle's network and weights once, ready for :meth:`SegmentationModel.predict`.
 
     Args:
         bundle_dir: a bundle folder or name (None: ``lsm_sss``, see :func:`lsmseg.bundle.find_bundle`).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        allow_weak_model: load a model below the quality floor (:func:`model_quality`).
+        trust_bundle: a bundle without models/model.json may build its network by evaluating
+            ``configs/inference.json`` (code).
 
     Raises:
         UsageError: missing folder, weights (saying how to train them) or model record, weights
-            that do not fit the recorded network, other classes, or a network that does not give
-            (1, 4, S, S) for a (1, 1, S, S) input.
+            that do not fit the recorded network, other classes, a model below the quality
+            floor, or a network that does not give (1, 4, S, S) for a (1, 1, S, S) input.
     """
     from lsmseg.transforms import CropWindowResize
 
     bundle = find_bundle(DEFAULT_BUNDLE if bundle_dir is None else bundle_dir)
     if not (bundle / WEIGHTS).is_file():
         raise UsageError(f"bundle {bundle} has no trained weights (models/model.pt): {_train_hint(bundle)}")
-    record, image_size, hu_range = read_record(bundle)
+    network, record = _network(bundle, trust_bundle)
+    validation, weak = model_quality(record)
+    if weak is not None and not allow_weak_model:
+        raise UsageError(
+            f"bundle {bundle} is below the quality floor: {weak} ({validation}); its measurements "
+            "would be noise. Train it further, or pass --allow-weak-model to measure anyway"
+        )
+    image_size = int(record.preprocessing["image_size"])
+    hu_range = (float(record.preprocessing["hu_range"][0]), float(record.preprocessing["hu_range"][1]))
     torch_device = resolve_device(device)
-    try:
-        network = record.build()
-    except (TypeError, ValueError) as err:
-        raise UsageError(f"bundle {bundle}: models/model.json describes no buildable network: {err}") from err
     _load_weights(network, bundle)
     network.to(torch_device).eval()
     metadata = _metadata(bundle)
@@ -254,11 +359,19 @@ def load_bundle(bundle_dir: str | os.PathLike[str] | None = None, device: str = 
         image_size=image_size,
         hu_range=hu_range,
         class_names=CLASS_NAMES,
+        validation=validation,
+        caveat=None if record.training.get(REAL_CT_KEY) or metadata.get(REAL_CT_KEY) else RESEARCH_CAVEAT,
     )
-    dry = model.predict(np.zeros((1, 1, image_size, image_size), dtype=np.float32))
-    if dry.shape != (1, len(CLASS_NAMES), image_size, image_size):
-        raise UsageError(
-            f"bundle {bundle}: the network gives output {tuple(dry.shape)} for a (1, 1, {image_size}, "
-            f"{image_size}) image; expected (1, {len(CLASS_NAMES)}, {image_size}, {image_size})"
-        )
+    _dry_run(model, bundle)
     return model
+
+
+def _dry_run(model: SegmentationModel, bundle: Path) -> None:
+    """One zero image through the network: its output must be (1, 4, S, S)."""
+    size = model.image_size
+    dry = model.predict(np.zeros((1, 1, size, size), dtype=np.float32))
+    if dry.shape != (1, len(CLASS_NAMES), size, size):
+        raise UsageError(
+            f"bundle {bundle}: the network gives output {tuple(dry.shape)} for a (1, 1, {size}, "
+            f"{size}) image; expected (1, {len(CLASS_NAMES)}, {size}, {size})"
+        )

@@ -8,6 +8,7 @@ for height and weight are the readout's (:mod:`lsmseg.readout.sarcopenia`).
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -20,10 +21,14 @@ from lsmseg.io import CaseSource, CTSlice
 from lsmseg.readout import HeightSource, normalize_sex
 from lsmseg.readout.sarcopenia import MAX_HEIGHT_M, MAX_WEIGHT_KG
 
+logger = logging.getLogger(__name__)
+
 ID_COLUMNS = ("case_id", "patient_id")
 VALUE_COLUMNS = ("height_m", "weight_kg", "sex", "l3_slice")
 # A DICOM PatientSize and a CSV height further apart than this are worth a note (metres).
 HEIGHT_DISAGREEMENT_M = 0.02
+# Weights further apart than this are worth a note (kg): scales and days differ by a kilogram or two.
+WEIGHT_DISAGREEMENT_KG = 2.0
 
 
 @dataclass(frozen=True)
@@ -113,10 +118,10 @@ class PatientTable:
         self.records: dict[str, PatientRecord] = {}
         if not self.path.is_file():
             raise UsageError(f"patients CSV {self.path} does not exist")
-        try:
-            text = self.path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as err:
-            raise UsageError(f"patients CSV {self.path} cannot be read: {err}") from err
+        self.note: str | None = None  # how the file was decoded, when not UTF-8
+        text = self._read_text()
+        if self.note:
+            logger.warning("%s", self.note)
         reader = csv.DictReader(text.splitlines())
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         id_column = next((c for c in ID_COLUMNS if c in columns), None)
@@ -136,6 +141,25 @@ class PatientTable:
                     "keep one row per case"
                 )
             self.records[key] = parse_row(key, line, row, self.path.name)
+
+    def _read_text(self) -> str:
+        """The file as UTF-8 (with or without BOM), else Latin-1 with a note; a hint otherwise."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            raise UsageError(f"patients CSV {self.path} cannot be read: {err}") from err
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+        text = data.decode("latin-1")  # decodes any bytes; control characters show it was wrong
+        if "\x00" in text or any(0x80 <= ord(c) < 0xA0 for c in text):
+            raise UsageError(
+                f"patients CSV {self.path} is neither UTF-8 nor Latin-1 text (UTF-16?): save it as "
+                "'CSV UTF-8' from the spreadsheet and rerun"
+            )
+        self.note = f"patients CSV {self.path.name} is not UTF-8: read as Latin-1 (check accented names)"
+        return text
 
     def lookup(self, case: CaseSource) -> PatientRecord | None:
         """The row for a case: by case_id, else by the DICOM PatientID."""
@@ -188,7 +212,28 @@ def patient_values(ct: CTSlice, record: PatientRecord | None) -> tuple[dict[str,
     else:
         height, source = None, HeightSource.MISSING
     weight = dicom_weight if dicom_weight is not None else csv_weight
-    sex = ct.patient.sex if normalize_sex(ct.patient.sex) else None
-    if sex is None:
-        sex = record.sex if record and record.sex else ct.patient.sex
+    if (
+        dicom_weight is not None
+        and csv_weight is not None
+        and abs(dicom_weight - csv_weight) > WEIGHT_DISAGREEMENT_KG
+    ):
+        notes.append(
+            f"weight {dicom_weight:g} kg from DICOM PatientWeight, patients CSV says {csv_weight:g} kg "
+            "(the BMI uses the DICOM value)"
+        )
+    sex = _sex(ct.patient.sex, record.sex if record else None, notes)
     return {"height_m": height, "height_source": source, "weight_kg": weight, "sex": sex}, notes
+
+
+def _sex(dicom_sex: str | None, csv_sex: str | None, notes: list[str]) -> str | None:
+    """DICOM PatientSex when it is M or F, else the CSV's; a note when both are known and differ
+    (sex chooses the cut-offs)."""
+    dicom_known, csv_known = normalize_sex(dicom_sex), normalize_sex(csv_sex) if csv_sex else None
+    if dicom_known and csv_known and dicom_known != csv_known:
+        notes.append(
+            f"sex {dicom_sex} from DICOM PatientSex, patients CSV says {csv_sex} "
+            "(the cut-offs use the DICOM value)"
+        )
+    if dicom_known:
+        return dicom_sex
+    return csv_sex or dicom_sex

@@ -96,6 +96,8 @@ class SegmentReport:
         timings_s: wall seconds per stage: load_model, ingest, preprocess, network,
             readout (inverse transform + measurements), writers (case files), results
             (results.csv / results.json), total.
+        validation: the model's validation figure in words; caveat: the research-use caveat
+            (None for a model validated on real CT).
     """
 
     rows: list[dict[str, Any]]
@@ -107,6 +109,8 @@ class SegmentReport:
     model: str = ""
     device: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
+    validation: str = ""
+    caveat: str | None = None
 
     @property
     def n_ok(self) -> int:

@@ -53,6 +53,8 @@ class CTSlice:
         dicom: reference to the DICOM source (None for NIfTI input).
         flips: (flip_rows, flip_cols, transpose) applied to the stored pixels to normalise them;
             transpose is applied first, then the flips.
+        warnings: what a reader of the results should know about the source (lossy
+            compression, an unconfirmed vertebral level); the case is still measured.
     """
 
     hu: np.ndarray
@@ -63,6 +65,7 @@ class CTSlice:
     patient: PatientInfo = field(default_factory=PatientInfo)
     dicom: DicomRef | None = None
     flips: tuple[bool, bool, bool] = (False, False, False)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pixel_area_mm2(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,23 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from lsmseg.io.ctslice import CTSlice, DicomRef, IngestError, PatientInfo
-from lsmseg.io.quality import check_slice
+from lsmseg.io.quality import check_slice, lossy_compression_note
 
 # Standard axial orientation, assumed (and flagged by the quality gate) when the tag is missing.
 AXIAL_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 def safe_case_id(text: str) -> str:
-    """``text`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_``.
+    """``text`` made a safe, readable folder name: letters and digits of any script (NFC), ``.``,
+    ``-`` and ``_`` kept, everything else (path separators, spaces, control characters) -> ``_``.
 
-    Case ids name output folders, so a PatientID such as ``"12/34 AB"`` must not create nested or
-    awkward paths.
+    A PatientID such as ``"12/34 AB"`` must not create nested folders, ``".."`` must not name the
+    parent folder and a leading dot must not hide the folder, while ``"李雷"`` stays ``"李雷"``.
     """
-    return re.sub(r"[^A-Za-z0-9._-]", "_", text.strip()) or "case"
+    cleaned = re.sub(r"[^\w.-]", "_", unicodedata.normalize("NFC", text.strip()))
+    if cleaned.startswith("."):  # ".", "..", ".hidden": never a path component of their own
+        cleaned = "_" + cleaned
+    return cleaned or "case"
 
 
 def describe(ds: Dataset, source: str | Path) -> str:
@@ -263,6 +268,9 @@ def slice_from_dataset(
     ct.hu = ct.from_source_grid(hu)  # the contract's own mapping, so to_source_grid undoes it exactly
     if check:
         check_slice(ct, ds)
+    note = lossy_compression_note(ds)
+    if note is not None:
+        ct.warnings.append(note)
     return ct
 
 

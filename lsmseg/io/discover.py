@@ -8,6 +8,7 @@ only and never raises for a bad file: an unreadable or truncated file becomes a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -213,15 +214,16 @@ def _name_cases(dicom_cases: list[CaseSource]) -> None:
 
 
 def _make_unique(cases: list[CaseSource]) -> None:
+    """Safe, unique case ids; "A" and "a" count as the same (case-insensitive file systems)."""
     taken: set[str] = set()
     for c in cases:
         base = safe_case_id(c.case_id)
         case_id, k = base, 1
-        while case_id in taken:
+        while case_id.casefold() in taken:
             k += 1
             case_id = f"{base}_{k}"
         c.case_id = case_id
-        taken.add(case_id)
+        taken.add(case_id.casefold())
 
 
 def _nifti_case(path: Path) -> CaseSource:
@@ -233,31 +235,73 @@ def _nifti_case(path: Path) -> CaseSource:
     return case
 
 
-def _files(inputs: Sequence[str | Path]) -> Iterable[tuple[Path, bool]]:
-    """Each file to scan, with whether the user named it (a missing input is passed on as named)."""
+def _is_under(path: Path, folders: Sequence[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved == f or f in resolved.parents for f in folders)
+
+
+def _files(inputs: Sequence[str | Path], exclude: Sequence[Path] = ()) -> Iterable[tuple[Path, bool]]:
+    """Each file to scan, with whether the user named it (a missing input is passed on as named);
+    files under ``exclude`` (the run's own output folder) are never scanned."""
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
-                if f.is_file():
+                if f.is_file() and not _is_under(f, exclude):
                     yield f, False
-        else:
+        elif not (path.exists() and _is_under(path, exclude)):
             yield path, True
 
 
-def discover_cases(inputs: Sequence[str | Path]) -> list[CaseSource]:
-    """Find the cases in DICOM files, folders (searched recursively) and NIfTI files.
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    Returns:
-        One CaseSource per DICOM series and per NIfTI file, in the order first met, plus one
-        carrying ``error`` per input that is missing or file that is DICOM but unreadable.
+
+def _split_uid_conflicts(headers: list[_Header]) -> tuple[list[_Header], list[CaseSource]]:
+    """Headers without SOPInstanceUID conflicts, and one error case per file in a conflict.
+
+    Two files with one SOPInstanceUID are one slice copied twice when their bytes are equal (kept
+    once); with different bytes, nobody can tell which is the original, so both fail.
     """
+    by_uid: dict[str, list[_Header]] = {}
+    for h in headers:
+        if h.sop_uid:
+            by_uid.setdefault(h.sop_uid, []).append(h)
+    conflicted: set[Path] = set()
+    errors: list[CaseSource] = []
+    for uid, group in by_uid.items():
+        if len(group) < 2 or len({_file_digest(h.path) for h in group}) == 1:
+            continue
+        names = ", ".join(h.path.name for h in group)
+        for h in group:
+            conflicted.add(h.path)
+            errors.append(
+                CaseSource(
+                    case_id=h.patient_id or h.path.stem,
+                    kind="dicom",
+                    source=str(h.path),
+                    files=[h.path],
+                    patient_id=h.patient_id,
+                    series_uid=h.series_uid,
+                    series_number=h.series_number,
+                    error=(
+                        f"{h.path.name}: SOPInstanceUID {uid} is shared by files with different "
+                        f"content ({names}): cannot tell which is the original; keep one"
+                    ),
+                )
+            )
+    return [h for h in headers if h.path not in conflicted], errors
+
+
+def _scan(
+    inputs: Sequence[str | Path], exclude: Sequence[Path]
+) -> tuple[list[tuple[int, CaseSource]], list[tuple[int, _Header]]]:
+    """Cases known from one file (NIfTI, missing, broken) and the headers of good DICOM files,
+    each with its position in the input order."""
     ordered: list[tuple[int, CaseSource]] = []
-    series: dict[str, list[_Header]] = {}
-    first_seen: dict[str, int] = {}
+    headers: list[tuple[int, _Header]] = []
     done: set[Path] = set()
-    for position, item in enumerate(_files(inputs)):
-        path, explicit = item
+    for position, (path, explicit) in enumerate(_files(inputs, exclude)):
         if not path.exists():
             missing = CaseSource(
                 case_id=path.stem, kind="unknown", source=str(path), error=f"{path} does not exist"
@@ -284,9 +328,33 @@ def discover_cases(inputs: Sequence[str | Path]) -> list[CaseSource]:
             )
             ordered.append((position, broken))
         elif scanned is not None:
-            key = scanned.series_uid or f"file:{path}"  # no series UID: the file is its own series
-            series.setdefault(key, []).append(scanned)
-            first_seen.setdefault(key, position)
+            headers.append((position, scanned))
+    return ordered, headers
+
+
+def discover_cases(inputs: Sequence[str | Path], exclude: Sequence[str | Path] = ()) -> list[CaseSource]:
+    """Find the cases in DICOM files, folders (searched recursively) and NIfTI files.
+
+    Args:
+        inputs: files and folders the user named.
+        exclude: folders never searched (the run's ``--out``, so a rerun does not read its own
+            outputs as input).
+
+    Returns:
+        One CaseSource per DICOM series and per NIfTI file, in the order first met, plus one
+        carrying ``error`` per input that is missing, file that is DICOM but unreadable, and
+        file whose SOPInstanceUID another file with different content shares.
+    """
+    ordered, scanned = _scan(inputs, [Path(f).resolve() for f in exclude])
+    position_of = {h.path: position for position, h in scanned}
+    good, conflicts = _split_uid_conflicts([h for _, h in scanned])
+    ordered += [(position_of[c.files[0]], c) for c in conflicts]
+    series: dict[str, list[_Header]] = {}
+    first_seen: dict[str, int] = {}
+    for h in good:
+        key = h.series_uid or f"file:{h.path}"  # no series UID: the file is its own series
+        series.setdefault(key, []).append(h)
+        first_seen.setdefault(key, position_of[h.path])
     dicom_cases = [_series_case(series[key]) for key in series]
     _name_cases(dicom_cases)
     ordered += [(first_seen[key], case) for key, case in zip(series, dicom_cases, strict=True)]

@@ -98,6 +98,7 @@ def read_nifti_slice(
     """
     path = Path(path)
     img = _load(path)
+    _check_affine(path, img)
     axis = slice_axis(img)
     ndim = min(len(img.shape), 3)
     slice_index = _check_slice_index(path, 1 if axis >= ndim else int(img.shape[axis]), slice_index)
@@ -120,6 +121,17 @@ def read_nifti_slice(
     if check:
         check_slice(ct)
     return ct
+
+
+def _check_affine(path: Path, img: nib.Nifti1Image) -> None:
+    """The affine must map voxels to space: a singular one (all zero, a zero or repeated axis)
+    gives no orientation and no trustworthy geometry."""
+    matrix = np.asarray(img.affine, dtype=float)[:3, :3]
+    if not np.all(np.isfinite(matrix)) or abs(float(np.linalg.det(matrix))) < 1e-9:
+        raise IngestError(
+            f"{path.name} has a degenerate affine (sform/qform with determinant 0): the slice's "
+            "orientation and position are unknown; fix the NIfTI header (e.g. re-export from DICOM)"
+        )
 
 
 def _check_slice_index(path: Path, n_slices: int, slice_index: int | None) -> int:

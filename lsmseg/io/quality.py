@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from lsmseg.io.body import body_mask
 from lsmseg.io.ctslice import CTSlice, IngestError
@@ -31,6 +32,12 @@ MAX_BORDER_FRACTION = 0.02
 # Matrix sizes of diagnostic axial CT (usually 512); anything outside is not a CT slice as exported
 # by a scanner (a thumbnail, a secondary capture, a stitched image).
 MATRIX_PX_RANGE = (128, 2048)
+# CT stores -1024..3071 HU in 12 bits (DICOM CT Image module); fewer bits mean an 8-bit export.
+MIN_BITS_STORED = 12
+# A label map has a handful of small integer values (labels 0..255); a CT slice has hundreds of
+# distinct values over more than 1000 HU even when drawn without noise.
+MAX_LABEL_VALUES = 32
+MAX_LABEL_SPREAD = 255.0
 
 SliceCheck = Callable[[CTSlice, "Dataset | None"], None]
 
@@ -53,21 +60,97 @@ def check_modality(ct: CTSlice, dataset: Dataset | None) -> None:
         )
 
 
+def image_type(dataset: Dataset) -> list[str]:
+    """ImageType values, upper case and stripped (``'DERIVED '`` with its padding space is DERIVED)."""
+    raw = dataset.get("ImageType")
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, Sequence) and not isinstance(raw, str) else str(raw).split("\\")
+    return [str(v).strip().upper() for v in items]
+
+
 def check_image_type(ct: CTSlice, dataset: Dataset | None) -> None:
-    """Reject DERIVED or SECONDARY images (screenshots, reformats, material maps)."""
-    if dataset is None or "ImageType" not in dataset:
+    """Reject DERIVED or SECONDARY images (screenshots, reformats, material maps) and localizers."""
+    if dataset is None:
         return
-    raw = dataset.ImageType
-    values = [
-        str(v).upper() for v in (raw if isinstance(raw, Sequence) and not isinstance(raw, str) else [raw])
-    ]
+    values = image_type(dataset)
+    shown = "\\".join(values)  # as DICOM writes a multi-valued string
+    if "LOCALIZER" in values:
+        raise IngestError(
+            f"{_what(ct)} has ImageType {shown}: a localizer (scout) image, not an axial CT slice"
+        )
     flagged = sorted({"DERIVED", "SECONDARY"} & set(values))
     if flagged:
-        shown = "\\".join(values)  # as DICOM writes a multi-valued string
         raise IngestError(
             f"{_what(ct)} has ImageType {shown} ({', '.join(flagged)}): use the original "
             "reconstructed CT slice, not a derived or secondary image"
         )
+
+
+def check_rescale(ct: CTSlice, dataset: Dataset | None) -> None:
+    """A CT image must carry RescaleSlope and RescaleIntercept (type 1 in the DICOM CT Image
+    module): without them the stored values are not Hounsfield units."""
+    if dataset is None:
+        return
+    missing = [k for k in ("RescaleSlope", "RescaleIntercept") if k not in dataset]
+    if missing:
+        raise IngestError(
+            f"{_what(ct)} has no {' or '.join(missing)}: the stored pixel values cannot be "
+            "converted to Hounsfield units (an export that dropped the CT tags?)"
+        )
+
+
+def check_bit_depth(ct: CTSlice, dataset: Dataset | None) -> None:
+    """CT needs at least ``MIN_BITS_STORED`` bits: -1024..3071 HU do not fit in 8 bits."""
+    if dataset is None:
+        return
+    try:
+        bits = int(dataset.get("BitsStored") or 0)
+    except (TypeError, ValueError):
+        return
+    if 0 < bits < MIN_BITS_STORED:
+        raise IngestError(
+            f"{_what(ct)} has BitsStored {bits}: an {bits}-bit image (a screenshot or an 8-bit JPEG "
+            f"export) cannot hold CT Hounsfield units, which need {MIN_BITS_STORED} bits"
+        )
+
+
+def check_not_label_map(ct: CTSlice, dataset: Dataset | None) -> None:
+    """A label map (2 to ``MAX_LABEL_VALUES`` integer values within 255 of each other) given as
+    the image is not a CT slice in HU. One value is an empty image, left to the tissue check."""
+    values = np.unique(ct.hu)
+    spread = float(values[-1] - values[0]) if values.size else 0.0
+    if (
+        2 <= values.size <= MAX_LABEL_VALUES
+        and spread <= MAX_LABEL_SPREAD
+        and np.all(values == np.round(values))
+    ):
+        shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if values.size > 8 else "")
+        raise IngestError(
+            f"{_what(ct)} holds only {values.size} distinct values ({shown}): a label map or mask, "
+            "not a CT image in Hounsfield units (was the mask given instead of the image?)"
+        )
+
+
+def lossy_compression_note(dataset: Dataset | None) -> str | None:
+    """A note when the pixels went through lossy compression (HU may be altered), else None."""
+    if dataset is None:
+        return None
+    flag = str(dataset.get("LossyImageCompression", "") or "").strip()
+    raw = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    syntax = UID(str(raw)) if raw else None
+    lossy_syntax = syntax is not None and syntax.is_compressed and not _is_lossless(syntax)
+    if flag != "01" and not lossy_syntax:
+        return None
+    ratio = str(dataset.get("LossyImageCompressionRatio", "") or "").strip()
+    detail = f"LossyImageCompression {flag or '?'}" + (f", ratio {ratio}" if ratio else "")
+    if lossy_syntax and syntax is not None:
+        detail += f", {syntax.name}"
+    return f"lossy compressed pixels ({detail}): HU statistics may be altered"
+
+
+def _is_lossless(syntax: UID) -> bool:
+    return "lossless" in syntax.name.lower() or syntax.name.lower().startswith("rle")
 
 
 def check_matrix_size(ct: CTSlice, dataset: Dataset | None) -> None:
@@ -162,11 +245,14 @@ def check_body_inside(ct: CTSlice, dataset: Dataset | None) -> None:
 DEFAULT_CHECKS: tuple[SliceCheck, ...] = (
     check_modality,
     check_image_type,
+    check_rescale,
+    check_bit_depth,
     check_matrix_size,
     check_pixel_spacing,
     check_position_tags,
     check_axial,
     check_hu_range,
+    check_not_label_map,
     check_has_tissue,
     check_body_inside,
 )

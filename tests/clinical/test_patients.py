@@ -64,7 +64,11 @@ def test_dicom_values_come_first_and_implausible_ones_are_ignored_with_a_note() 
     record = PatientRecord("a", 2, height_m=1.70, weight_kg=70.0, sex="F")
     values, notes = patient_values(_ct(height_m=1.75, weight_kg=80.0, sex="M"), record)
     assert values == {"height_m": 1.75, "height_source": HeightSource.DICOM, "weight_kg": 80.0, "sex": "M"}
-    assert notes == ["height 1.75 m from DICOM PatientSize, patients CSV says 1.7 m"]
+    assert notes == [
+        "height 1.75 m from DICOM PatientSize, patients CSV says 1.7 m",
+        "weight 80 kg from DICOM PatientWeight, patients CSV says 70 kg (the BMI uses the DICOM value)",
+        "sex M from DICOM PatientSex, patients CSV says F (the cut-offs use the DICOM value)",
+    ]
     values, notes = patient_values(_ct(height_m=175.0, weight_kg=0.0, sex="O"), record)
     assert values == {"height_m": 1.7, "height_source": HeightSource.CSV, "weight_kg": 70.0, "sex": "F"}
     assert notes == [
@@ -73,3 +77,24 @@ def test_dicom_values_come_first_and_implausible_ones_are_ignored_with_a_note() 
     ]
     values, _ = patient_values(_ct(), None)
     assert values["height_source"] == HeightSource.MISSING and values["height_m"] is None
+
+
+def test_agreeing_sex_and_weight_give_no_note() -> None:
+    record = PatientRecord("a", 2, weight_kg=70.5, sex="male")
+    values, notes = patient_values(_ct(weight_kg=70.0, sex="M"), record)
+    assert values["weight_kg"] == 70.0 and values["sex"] == "M" and notes == []
+
+
+def test_latin1_csv_is_read_with_a_note_and_utf16_gets_a_hint(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("case_id,sex,height_m\nJos\xe9,M,1.8\n".encode("latin-1"))
+    table = PatientTable(latin)
+    assert "José" in table.records and table.records["José"].height_m == 1.8
+    assert table.note == "patients CSV latin.csv is not UTF-8: read as Latin-1 (check accented names)"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("case_id,sex\nA,F\n".encode("utf-8-sig"))
+    assert PatientTable(bom).note is None and "A" in PatientTable(bom).records
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes("case_id,sex\nA,F\n".encode("utf-16"))
+    with pytest.raises(UsageError, match=r"neither UTF-8 nor Latin-1 .* save it as 'CSV UTF-8'"):
+        PatientTable(utf16)

@@ -54,11 +54,15 @@ def test_written_slice_applies_slope_and_intercept(tmp_path: Path) -> None:
     assert read_dicom_slice(path, case_id="mine").case_id == "mine"
 
 
-def test_rescale_defaults_only_when_tags_absent(tmp_path: Path) -> None:
+def test_missing_rescale_is_refused_by_the_gate(tmp_path: Path) -> None:
+    """CT requires RescaleSlope/Intercept: without them the gate says so (not "touches the
+    border"); unchecked ingest still reads the stored values with the defaults 1 and 0."""
     ds = make_ct_dataset(intercept=0.0)
     del ds.RescaleSlope, ds.RescaleIntercept
-    ct = read_dicom_slice(write_ct(tmp_path / "absent.dcm", ds))
-    np.testing.assert_allclose(ct.hu, phantom_hu())
+    path = write_ct(tmp_path / "absent.dcm", ds)
+    np.testing.assert_allclose(read_dicom_slice(path, check=False).hu, phantom_hu())
+    with pytest.raises(IngestError, match="has no RescaleSlope or RescaleIntercept: the stored pixel values"):
+        read_dicom_slice(path)
     ds = make_ct_dataset()
     ds.RescaleSlope = None
     with pytest.raises(IngestError, match="empty or invalid RescaleSlope"):

@@ -91,3 +91,42 @@ def test_error_case_loads_as_ingest_error() -> None:
 def test_format_ranges() -> None:
     assert format_ranges([3, 1, 2, 7, 9, 10]) == "1-3, 7, 9-10"
     assert format_ranges([]) == "none"
+
+
+def test_same_uid_with_different_pixels_fails_both_files(tmp_path: Path) -> None:
+    ds = make_ct_dataset(patient_id="P9")
+    write_ct(tmp_path / "a.dcm", ds)
+    other = make_ct_dataset(phantom_hu() + 10.0, patient_id="P9")
+    other.SOPInstanceUID, other.SeriesInstanceUID = ds.SOPInstanceUID, ds.SeriesInstanceUID
+    write_ct(tmp_path / "b.dcm", other)
+    cases = discover_cases([tmp_path])
+    assert [c.case_id for c in cases] == ["P9", "P9_2"]
+    for case in cases:
+        assert case.error is not None
+        assert (
+            f"SOPInstanceUID {ds.SOPInstanceUID} is shared by files with different content (a.dcm, b.dcm)"
+            in case.error
+        )
+
+
+@pytest.mark.parametrize(
+    ("patient_id", "case_id"), [("李雷", "李雷"), ("..", "_.."), ("a/b", "a_b"), (".hidden", "_.hidden")]
+)
+def test_case_ids_keep_letters_and_never_name_a_path(tmp_path: Path, patient_id: str, case_id: str) -> None:
+    ds = make_ct_dataset(patient_id=patient_id)
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, so 李雷 is stored as it is
+    write_ct(tmp_path / "x.dcm", ds)
+    assert [c.case_id for c in discover_cases([tmp_path])] == [case_id]
+
+
+def test_ids_differing_only_in_letter_case_stay_apart(tmp_path: Path) -> None:
+    write_ct(tmp_path / "a.dcm", patient_id="ab")
+    write_ct(tmp_path / "b.dcm", patient_id="AB")
+    assert [c.case_id for c in discover_cases([tmp_path])] == ["ab", "AB_2"]
+
+
+def test_output_folder_inside_the_input_is_never_discovered(tmp_path: Path) -> None:
+    write_ct(tmp_path / "p.dcm", patient_id="P1")
+    write_ct(tmp_path / "out" / "cases" / "P1" / "seg.dcm", patient_id="OLD")
+    assert [c.case_id for c in discover_cases([tmp_path], exclude=[tmp_path / "out"])] == ["P1"]
+    assert len(discover_cases([tmp_path])) == 2

@@ -76,3 +76,13 @@ def test_corrupt_nifti_is_an_ingest_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a nifti file")
     with pytest.raises(IngestError, match="cannot be read as NIfTI"):
         read_nifti_slice(path)
+
+
+@pytest.mark.parametrize("affine", [np.zeros((4, 4)), np.diag([0.8, 0.0, 2.5, 1.0])])
+def test_degenerate_affine_is_named_not_called_non_axial(tmp_path: Path, affine: np.ndarray) -> None:
+    img = nib.Nifti1Image(phantom_hu().T.copy(), None)
+    img.set_sform(affine, code=2)
+    img.set_qform(None, code=0)
+    nib.save(img, tmp_path / "bad.nii.gz")
+    with pytest.raises(IngestError, match=r"has a degenerate affine \(sform/qform with determinant 0\)"):
+        read_nifti_slice(tmp_path / "bad.nii.gz")

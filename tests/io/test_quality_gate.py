@@ -98,3 +98,47 @@ def test_border_fraction_counts_each_border_pixel_once() -> None:
 def test_a_thumbnail_is_not_a_scanner_slice(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r"the image is 96x128 pixels; an axial CT slice has 128 to 2048"):
         _read(tmp_path, hu=phantom_hu((96, 128)))
+
+
+# --- wrong reasons fixed (issue 11): each input gets the reason a clinician would want ----------
+
+
+def test_image_type_values_are_stripped(tmp_path: Path) -> None:
+    """693_UNCI.dcm writes 'DERIVED ' with DICOM's padding space: still DERIVED."""
+    with pytest.raises(IngestError, match=r"ImageType DERIVED\\PRIMARY\\AXIAL \(DERIVED\)"):
+        _read(tmp_path, image_type=("DERIVED ", "PRIMARY", "AXIAL"))
+
+
+def test_axial_localizer_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"a localizer \(scout\) image, not an axial CT slice"):
+        _read(tmp_path, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+
+
+def test_eight_bit_export_is_refused_for_its_bit_depth(tmp_path: Path) -> None:
+    ds = make_ct_dataset()
+    ds.BitsStored = 8
+    with pytest.raises(
+        IngestError, match=r"has BitsStored 8: an 8-bit image .* cannot hold CT Hounsfield units"
+    ):
+        read_dicom_slice(write_ct(tmp_path / "x8.dcm", ds))
+
+
+def test_label_map_given_as_image_is_named_a_label_map(tmp_path: Path) -> None:
+    labels = np.zeros((128, 144), dtype=np.float32)
+    labels[30:90, 30:110] = 1
+    labels[40:60, 40:60] = 3
+    with pytest.raises(
+        IngestError, match=r"holds only 3 distinct values \(-1024, -1023, -1021\): a label map"
+    ):
+        _read(tmp_path, hu=labels - 1024.0)
+
+
+def test_lossy_compression_is_noted_not_refused(tmp_path: Path) -> None:
+    ds = make_ct_dataset()
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionRatio = "8.2"
+    ct = read_dicom_slice(write_ct(tmp_path / "lossy.dcm", ds))
+    assert ct.warnings == [
+        "lossy compressed pixels (LossyImageCompression 01, ratio 8.2): HU statistics may be altered"
+    ]
+    assert read_dicom_slice(write_ct(tmp_path / "plain.dcm")).warnings == []
