@@ -26,7 +26,7 @@ NUMBERS = ("muscle_area_cm2", "imat_area_cm2", "sat_area_cm2", "vat_area_cm2", "
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cohort")
-    write_cohort(folder, 2, fmt="dicom", seed=3, size=192)
+    write_cohort(folder, 2, fmt="dicom", seed=3, size=256)  # >= 1.2-1.9 mm pixels: a plausible spacing
     return folder
 
 
