@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lsmseg.bundle.runs import prune_runs as prune_runs
+from lsmseg.bundle.runs import run_dir as run_dir
 from lsmseg.data.split import check_proportion
 from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError
