@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lsmseg.bundle.card import write_model_card as write_model_card
 from lsmseg.bundle.export import exportable as exportable
 from lsmseg.bundle.runs import prune_runs as prune_runs
 from lsmseg.bundle.runs import run_dir as run_dir

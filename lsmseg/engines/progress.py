@@ -57,7 +57,11 @@ def describe_terms(stage: Stage, modes: Counter[Mode] | None, x: str, proportion
     active: list[str] = []
     idle: dict[str, list[str]] = {}  # "<kind> idle ... : <why>" -> terms, in order
     for term, weight in stage.weights.items():
-        why = "weight 0" if weight <= 0 else (idle_reason(term, modes, x, proportion) if modes is not None else None)
+        why = (
+            "weight 0"
+            if weight <= 0
+            else (idle_reason(term, modes, x, proportion) if modes is not None else None)
+        )
         if why is None:
             active.append(term.name)
         else:
@@ -82,7 +86,9 @@ class TrainingProgress:
         bar: an ignite ProgressBar as well; None: only when stderr is a terminal.
     """
 
-    def __init__(self, every: int | None = None, proportion: float | None = None, bar: bool | None = None) -> None:
+    def __init__(
+        self, every: int | None = None, proportion: float | None = None, bar: bool | None = None
+    ) -> None:
         self.every = every
         self.proportion = proportion
         self.bar = sys.stderr.isatty() if bar is None else bar
@@ -103,7 +109,11 @@ class TrainingProgress:
         loader = trainer.data_loader
         modes = _rows_by_mode(getattr(loader, "dataset", None))
         rows = sum(modes.values()) if modes is not None else len(getattr(loader, "dataset", ()))
-        kinds = f" ({modes[Mode.PAIRED]} paired, {modes[Mode.X_ONLY]} x-only, {modes[Mode.Y_ONLY]} y-only)" if modes else ""
+        kinds = (
+            f" ({modes[Mode.PAIRED]} paired, {modes[Mode.X_ONLY]} x-only, {modes[Mode.Y_ONLY]} y-only)"
+            if modes
+            else ""
+        )
         logger.info(
             f"training {trainer.method} on {trainer.state.device}: {rows} rows{kinds}, "
             f"{trainer.state.epoch_length} iterations per epoch, max_epochs {trainer.state.max_epochs}; "

@@ -34,7 +34,9 @@ BEST_FILE = "model.pt"
 
 def rng_state(sampler: Any = None) -> dict[str, Any]:
     """Every random state of this process (NumPy's as tensors, so ``weights_only`` loads it)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    # the legacy global generator: what MONAI's set_determinism seeds and transforms draw from
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]  # noqa: NPY002
+    keys = np.asarray(keys)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [kind, torch.as_tensor(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
@@ -51,7 +53,7 @@ def set_rng_state(state: dict[str, Any], sampler: Any = None) -> None:
     """Restore what :func:`rng_state` saved."""
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     random.setstate(_tuples(state["python"]))
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -90,7 +92,11 @@ class ResumableCheckpoint:
     """
 
     def __init__(
-        self, ckpt_dir: str | Path, early_stop: Any = None, resume: bool | str = "auto", overwrite: bool = False
+        self,
+        ckpt_dir: str | Path,
+        early_stop: Any = None,
+        resume: bool | str = "auto",
+        overwrite: bool = False,
     ) -> None:
         if resume not in (True, False, "auto"):
             fail(f"resume must be true, false or auto, got {resume!r}")

@@ -65,6 +65,8 @@ class SemiSupervisedTrainer(Trainer):
         handlers: ignite / MONAI handlers to attach.
     """
 
+    resume_hint: str | None = None  # how to continue after an interrupt; set by ResumableCheckpoint
+
     def __init__(
         self,
         device: torch.device | str,
@@ -115,7 +117,6 @@ class SemiSupervisedTrainer(Trainer):
         self.stage_index = 0
         self.stage_start_epoch = 0
         self.stage_controller: Any = None  # set by StagedEarlyStopping when attached
-        self.resume_hint: str | None = None  # set by ResumableCheckpoint when attached
         # Epoch means of the step's losses: one vector per step, accumulated where the step runs
         # (no per-step host sync); under DDP ignite all-reduces it, so the mean is over all ranks.
         self._epoch_losses = Average(device=device)

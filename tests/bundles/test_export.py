@@ -32,7 +32,9 @@ def _export(bundle: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("bundle", [pytest.param(b, marks=[] if b == "lsm_sss" else pytest.mark.slow) for b in BUNDLES])
+@pytest.mark.parametrize(
+    "bundle", [pytest.param(b, marks=[] if b == "lsm_sss" else pytest.mark.slow) for b in BUNDLES]
+)
 def test_ckpt_export_round_trip(bundle: str, tmp_path: Path) -> None:
     copy = copy_bundle(bundle, tmp_path)
     write_untrained_model(copy, **SMALL)
@@ -42,6 +44,8 @@ def test_ckpt_export_round_trip(bundle: str, tmp_path: Path) -> None:
     network.load_state_dict(torch.load(copy / "models" / "model.pt", weights_only=True))
     network.eval()
     channels = record.network["args"]["domains"][0]["channels"]
-    x = torch.rand(3, channels, 64, 64, generator=torch.Generator().manual_seed(0))  # batch 3: not the traced 1
+    x = torch.rand(
+        3, channels, 64, 64, generator=torch.Generator().manual_seed(0)
+    )  # batch 3: not the traced 1
     with torch.no_grad():
         assert torch.equal(exported(x), network(x))

@@ -33,13 +33,17 @@ def test_no_pairs_leave_the_supervised_terms_idle() -> None:
 def test_start_line_and_eta_lines(caplog: pytest.LogCaptureFixture) -> None:
     batch = mixed_batch()
     rows = [{k: v[i] for k, v in batch.items()} for i in range(len(batch["mode"]))]
-    trainer = SemiSupervisedTrainer("cpu", 2, DataLoader(Dataset(rows), batch_size=2), tiny_lsm(), method="lsm")
+    trainer = SemiSupervisedTrainer(
+        "cpu", 2, DataLoader(Dataset(rows), batch_size=2), tiny_lsm(), method="lsm"
+    )
     TrainingProgress(every=3, proportion=0.5, bar=False).attach(trainer)
     torch.manual_seed(0)
     with caplog.at_level(logging.INFO, logger="lsmseg.engines.progress"):
         trainer.run()
     lines = [r.getMessage() for r in caplog.records if r.name == "lsmseg.engines.progress"]
-    assert lines[0].startswith("training lsm on cpu: 6 rows (2 paired, 2 x-only, 2 y-only), 3 iterations per epoch")
+    assert lines[0].startswith(
+        "training lsm on cpu: 6 rows (2 paired, 2 x-only, 2 y-only), 3 iterations per epoch"
+    )
     assert "idle" not in lines[0]  # every kind of row is there: every term trains
     # the second iteration (first timed without warm-up), then every 3rd: 2, 3 in epoch 1; 3 in epoch 2
     assert [line.split(":")[0] for line in lines[1:]] == [

@@ -60,7 +60,9 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_a_stopped_run_resumes_to_the_uninterrupted_weights(sig: signal.Signals, uninterrupted: Path, tmp_path: Path) -> None:
+def test_a_stopped_run_resumes_to_the_uninterrupted_weights(
+    sig: signal.Signals, uninterrupted: Path, tmp_path: Path
+) -> None:
     rc, err = _train_until_killed(tmp_path, sig)
     best_after_kill = (tmp_path / "model.pt").read_bytes()
     torch.load(tmp_path / "model.pt", weights_only=True)  # the earlier best is whole
@@ -78,7 +80,8 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(sig: signal.Signals,
     assert resumed.stdout.splitlines()[0] == "iteration 2 5"  # epoch 2 again, not epoch 1
     _assert_same_weights(_final(tmp_path), _final(uninterrupted))
     _assert_same_weights(
-        torch.load(tmp_path / "model.pt", weights_only=True), torch.load(uninterrupted / "model.pt", weights_only=True)
+        torch.load(tmp_path / "model.pt", weights_only=True),
+        torch.load(uninterrupted / "model.pt", weights_only=True),
     )
     assert best_after_kill  # written atomically: never a torn file
 

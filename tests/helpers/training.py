@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from ignite.engine import Events
 from monai.data import DataLoader
-from monai.handlers import MeanIoUHandler, from_engine
 from monai.engines import SupervisedEvaluator
+from monai.handlers import MeanIoUHandler, from_engine
 from monai.transforms import AsDiscreted
 from monai.utils import set_determinism
 
@@ -32,14 +32,18 @@ def build(ckpt_dir: Path, epochs: int, overwrite: bool = False, method: str = "l
     """Trainer (and its validator) of the tiny run; seeded like a bundle's ``initialize``."""
     set_determinism(seed=0)
     rows = make_rows(*generate_sit(24, size=32, seed=0), proportion=0.5)
-    net = LatentSpaceMapping([Domain("image", "image", 1), Domain("label", "mask", 2)], ngf=4, ndf=4, image_size=32)
+    net = LatentSpaceMapping(
+        [Domain("image", "image", 1), Domain("label", "mask", 2)], ngf=4, ndf=4, image_size=32
+    )
     early = StagedEarlyStopping(patience=50, ckpt_path=ckpt_dir / "model.pt")
     evaluator = SupervisedEvaluator(
         device=torch.device("cpu"),
         val_data_loader=DataLoader(rows["valid"], batch_size=8),
         network=net,
         postprocessing=AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=[2, 2]),
-        key_val_metric={"iou": MeanIoUHandler(include_background=False, output_transform=from_engine(["pred", "label"]))},
+        key_val_metric={
+            "iou": MeanIoUHandler(include_background=False, output_transform=from_engine(["pred", "label"]))
+        },
         val_handlers=[early],
     )
     loader = DataLoader(rows["train"], batch_size=4, sampler=row_sampler(rows["train"], seed=0))
