@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import struct
@@ -40,8 +41,10 @@ def prune_runs(output_dir: str | os.PathLike[str]) -> None:
 def run_dir(output_dir: str | os.PathLike[str]) -> str:
     """``<output_dir>/runs/<YYYYmmdd-HHMMSS>`` of a new run (TensorBoard events, logs).
 
-    Runs of earlier attempts that logged nothing are removed first, so successive runs neither
-    mix in one folder nor leave empty event files behind.
+    Runs that logged nothing are removed (earlier ones now, this one when the process exits,
+    also after an interrupt), so successive runs neither mix in one folder nor leave empty
+    event files behind.
     """
     prune_runs(output_dir)
+    atexit.register(prune_runs, output_dir)
     return str(Path(output_dir) / "runs" / time.strftime("%Y%m%d-%H%M%S"))

@@ -127,8 +127,7 @@ class ResumableCheckpoint:
     def attach(self, trainer: Engine) -> None:
         self.trainer = trainer
         trainer.resume_hint = (  # type: ignore[attr-defined]
-            f"the last completed epoch is saved in {self.path}: rerun the same command "
-            "(or add --resume true) to continue"
+            "no epoch had completed, so nothing is saved: rerun the same command to start over"
         )
         trainer.add_event_handler(Events.STARTED, self._load)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._save, False)
@@ -158,6 +157,10 @@ class ResumableCheckpoint:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path) as tmp:
             torch.save(state, tmp)
+        t.resume_hint = (
+            f"epoch {t.state.epoch} is saved in {self.path}: rerun the same command "
+            "(or add --resume true) to continue from there"
+        )
 
     def _load(self, engine: Engine) -> None:
         saved, t = self.saved, self.trainer
