@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lsmseg.bundle.card import write_model_card as write_model_card
+from lsmseg.bundle.export import exportable as exportable
+from lsmseg.bundle.runs import prune_runs as prune_runs
+from lsmseg.bundle.runs import run_dir as run_dir
 from lsmseg.data.split import check_proportion
 from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError
@@ -51,21 +55,30 @@ def find_bundle(bundle: str | os.PathLike[str]) -> Path:
     )
 
 
+_EXPORTERS = ("ckpt_export", "onnx_export", "trt_export")  # MONAI bundle scripts
+
+
 def running_bundle() -> Path | None:
     """Folder of the bundle whose config MONAI's ``ConfigWorkflow`` is running, if any.
 
     ``python -m monai.bundle run --config_file B/configs/train.json`` (and ``lsmseg sweep``) run
     a ``ConfigWorkflow``, which knows the folder of its first config file; its parent (when the
     folder is ``configs/``) is the bundle. Found on the call stack, since MONAI does not hand it
-    to config expressions.
+    to config expressions. ``ckpt_export`` (and the ONNX / TensorRT exports) parse their config
+    without a workflow; their first config file names the bundle the same way.
     """
     from monai.bundle import ConfigWorkflow
 
     frame = inspect.currentframe()
     while frame is not None:
         workflow = frame.f_locals.get("self")
+        configs: Path | None = None
         if isinstance(workflow, ConfigWorkflow):
             configs = Path(workflow.config_root_path)
+        elif frame.f_code.co_name in _EXPORTERS and frame.f_locals.get("config_file_"):
+            first = frame.f_locals["config_file_"]  # ckpt_export parses its config without a workflow
+            configs = Path(first if isinstance(first, str) else first[0]).parent
+        if configs is not None:
             return configs.parent if configs.name == "configs" else configs
         frame = frame.f_back
     return None

@@ -86,6 +86,24 @@ class StagedEarlyStopping:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.wait = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to stop where an uninterrupted one would (see ``resume``)."""
+        return {
+            "best_score": self.best_score,
+            "best_state": self.best_state,
+            "wait": self.wait,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "metric_name": getattr(self, "_metric_name", None),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.best_score, self.best_state, self.wait = state["best_score"], state["best_state"], state["wait"]
+        self.best_metric, self.best_epoch = state["best_metric"], state["best_epoch"]
+        if state["metric_name"] is not None:
+            self._metric_name = state["metric_name"]
+
     def set_trainer(self, trainer: Any) -> None:
         """Bind the trainer (and become its stage controller)."""
         self.trainer = trainer

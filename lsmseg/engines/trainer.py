@@ -10,6 +10,7 @@ CycleGAN); the trainer is the loop around it (stages, optimisers, AMP, DDP, chan
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from monai.engines.utils import IterationEvents
 from monai.engines.workflow import Workflow
 from torch import nn
 
+from lsmseg.engines.signals import Interrupt
 from lsmseg.methods import Lambdas, LatentSpaceMapping, Stage, Step, make_step, method_stages
 
 
@@ -62,6 +64,8 @@ class SemiSupervisedTrainer(Trainer):
             (references: 64, 3).
         handlers: ignite / MONAI handlers to attach.
     """
+
+    resume_hint: str | None = None  # how to continue after an interrupt; set by ResumableCheckpoint
 
     def __init__(
         self,
@@ -245,12 +249,22 @@ class SemiSupervisedTrainer(Trainer):
     def run(self) -> None:  # type: ignore[override]
         """Train; a loss scaler exists only for fp16 (bf16 and fp32 need none).
 
-        MONAI's ``Trainer.run`` would build a CUDA-only ``torch.cuda.amp.GradScaler``.
+        MONAI's ``Trainer.run`` would build a CUDA-only ``torch.cuda.amp.GradScaler``. SIGINT
+        and SIGTERM stop the run after the current iteration with one line and exit status
+        130 / 143 (:mod:`lsmseg.engines.signals`).
         """
         fp16 = self.amp and self.amp_dtype == torch.float16
         # MONAI declares the CUDA-only scaler type; torch.amp's is the device-generic one.
         self.scaler = torch.amp.GradScaler(self.state.device.type) if fp16 else None  # type: ignore[assignment]
-        Workflow.run(self)
+        with Interrupt(self, self._interrupted) as interrupt:
+            Workflow.run(self)
+        interrupt.exit_if_signalled()
+
+    def _interrupted(self, signum: int) -> str:
+        """The one line an interrupted run ends with."""
+        name = signal.Signals(signum).name
+        hint = self.resume_hint or "no resumable checkpoint is kept: the run starts over when rerun"
+        return f"training stopped by {name} in epoch {self.state.epoch}; {hint}"
 
     # --- epoch losses: averaged on the device, read once per epoch (no per-step host sync) --------
     def _reset_epoch_losses(self, engine: Engine) -> None:
