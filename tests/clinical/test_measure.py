@@ -1,4 +1,4 @@
-"""What is stored is what is measured; measure re-measures corrected masks; the SR reads back."""
+"""What is stored is what is measured; measure re-measures corrected masks (SR: tests/io/test_sr.py)."""
 
 from __future__ import annotations
 
@@ -149,45 +149,3 @@ def test_corrected_cases_are_paired_training_data(run: Any, cohort: Path, tmp_pa
     (case,) = scan_sss(dataset)
     assert case.case_id == case_id and case.image is not None and case.mask is not None
     assert read_mask(case.mask).max() == Measured.MUSCLE  # IMAT folded into muscle
-
-
-def test_sr_reads_back_with_codes_values_units_and_references(run: Any) -> None:
-    import highdicom as hd
-
-    row = run.rows[0]
-    folder = run.out_dir / "cases" / row["case_id"]
-    raw = pydicom.dcmread(folder / "sr.dcm")
-    assert raw.Modality == "SR" and raw.ContentTemplateSequence[0].TemplateIdentifier == "1500"
-    seg = pydicom.dcmread(folder / "seg.dcm", stop_before_pixels=True)
-    source = pydicom.dcmread(row["source"], stop_before_pixels=True)
-    evidence = {
-        i.ReferencedSOPInstanceUID
-        for s in raw.CurrentRequestedProcedureEvidenceSequence
-        for r in s.ReferencedSeriesSequence
-        for i in r.ReferencedSOPSequence
-    }
-    assert {seg.SOPInstanceUID, source.SOPInstanceUID} <= evidence
-    sr = hd.sr.srread(folder / "sr.dcm")
-    groups = sr.content.get_planar_roi_measurement_groups()
-    found = {}
-    for g in groups:
-        assert g.referenced_segmentation_frame.referenced_sop_instance_uid == seg.SOPInstanceUID
-        for m in g.get_measurements():
-            found[(g.tracking_identifier, m.name.value, m.derivation.value if m.derivation else None)] = (
-                m.value,
-                m.unit.value,
-            )
-    assert found[("Skeletal muscle", "42798000", None)] == (pytest.approx(row["muscle_area_cm2"]), "cm2")
-    assert found[("Intermuscular adipose tissue", "42798000", None)][0] == pytest.approx(row["imat_area_cm2"])
-    assert found[("Skeletal muscle", "112031", "373098007")] == (
-        pytest.approx(row["muscle_mean_hu"]),
-        "[hnsf'U]",
-    )
-    by_id = {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}
-    image_group = by_id["L3 sarcopenia readout"]
-    (smi,) = image_group.get_measurements()
-    assert (smi.name.value, smi.unit.value) == ("SMI", "cm2/m2") and smi.value == pytest.approx(
-        row["smi_cm2_m2"]
-    )
-    verdicts = {q.name.value: q.value.value for q in image_group.get_qualitative_evaluations()}
-    assert verdicts["sarcopenia_prado2008"] == ("373066001" if row["sarcopenia_prado2008"] else "373067005")
