@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from lsmseg.clinical.case import MEASURE_LABEL, CaseRunner, Ingested, Timer
+from lsmseg.clinical.case import MEASURE_CAVEAT, MEASURE_LABEL, CaseRunner, Ingested, Timer
 from lsmseg.clinical.cohort import DEFAULT_CUTOFFS, check_request, find_cases
+from lsmseg.clinical.gates import gate_before
 from lsmseg.clinical.results import RESULTS_CSV, RESULTS_JSON, SegmentReport, build_provenance, write_results
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, CTSlice, IngestError, is_nifti, nifti_stem, read_nifti_slice
@@ -177,7 +178,8 @@ def measure_cohort(
 
     Same inputs, patients table, readout, case files and results as
     :func:`lsmseg.clinical.cohort.segment_cohort`, with the mask read instead of predicted; the
-    ``model`` column says ``lsmseg-measure`` and ``mask_source`` names the mask used.
+    ``model`` column says ``lsmseg-measure`` and ``mask_source`` names the mask used. The
+    anatomy and plausibility gates of segment apply (``quality`` column).
     Raises UsageError before any case is measured (bad options, no inputs, no masks folder).
     """
     started, timer = time.perf_counter(), Timer()
@@ -189,7 +191,7 @@ def measure_cohort(
         c.case_id: {"source": c.source, "patients_csv": r.as_dict() if r else None}
         for c, r in zip(cases, records.values(), strict=True)
     }
-    model = {"model": MEASURE_LABEL, "masks_dir": str(masks_dir), "device": "none"}
+    model = {"model": MEASURE_LABEL, "masks_dir": str(masks_dir), "device": "none", "caveat": MEASURE_CAVEAT}
     provenance = build_provenance(
         model,
         request.cutoff_sets,
@@ -205,6 +207,7 @@ def measure_cohort(
         t = time.perf_counter()
         try:
             ct = runner.ingest(case, records[case.case_id])
+            gate_before(ct)  # a corrected mask does not make a head an L3 slice
             path, mask = find_mask(case, ct, nifti, segs)
             row = runner.finish_mask(Ingested(case, ct, records[case.case_id]), mask, time.perf_counter() - t)
             row["mask_source"] = str(path)
@@ -223,4 +226,6 @@ def measure_cohort(
         model=MEASURE_LABEL,
         device="none (no network)",
         timings_s=timer.seconds,
+        validation=runner.validation,
+        caveat=MEASURE_CAVEAT,
     )
