@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pydicom
 import pytest
 
 from lsmseg.clinical import segment_cohort
+from lsmseg.clinical.case import MEASURE_CAVEAT
 from lsmseg.clinical.measure import measure_cohort, training_mask
 from lsmseg.data.phantom import write_cohort
 from lsmseg.io.labels import LABEL_BY_KEY
@@ -90,6 +92,11 @@ def test_measure_on_unedited_masks_reproduces_segment_exactly(run: Any, cohort: 
         for key in (*NUMBERS, "sarcopenia_prado2008", "sarcopenia_martin2013"):
             assert after[key] == before[key], key
         assert after["model"] == "lsmseg-measure"
+        assert after["quality"] == before["quality"]
+    for report in (run, again):  # results.json carries the research-use caveat of its run
+        provenance = json.loads(report.results_json.read_text())["provenance"]
+        assert provenance["caveat"] == report.caveat and report.caveat.startswith("research use only")
+    assert again.caveat == MEASURE_CAVEAT
 
 
 def test_removing_a_muscle_region_lowers_muscle_area_by_its_area(
