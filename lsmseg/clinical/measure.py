@@ -5,8 +5,9 @@
     (the readout, case files and row of segment) -> results.csv / results.json
 
 A mask is matched to its image by case id (``<case_id>.nii.gz`` or ``<case_id>/mask.nii.gz``,
-so a segment output's ``cases/`` folder works as it is) or, for a DICOM SEG, by the
-SeriesInstanceUID it references. The measured mask of segment (``mask.nii.gz``, labels 0..4) and
+so a segment output's ``cases/`` folder works as it is; a multi-slice labelmap of the whole
+series gives its slice on the image's plane) or, for a DICOM SEG, by the SeriesInstanceUID it
+references. The measured mask of segment (``mask.nii.gz``, labels 0..4) and
 a raw model mask (0..3) both work: re-measuring is idempotent because the HU ranges are.
 
 Corrected cases feed training: copy the images to ``<dataset>/images/<case_id>.<ext>`` and
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from lsmseg.clinical.case import MEASURE_CAVEAT, MEASURE_LABEL, CaseRunner, Ingested, Timer
@@ -33,6 +35,7 @@ from lsmseg.clinical.results import RESULTS_CSV, RESULTS_JSON, SegmentReport, bu
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, CTSlice, IngestError, is_nifti, nifti_stem, read_nifti_slice
 from lsmseg.io.labels import LABELS
+from lsmseg.io.nifti import slice_axis
 from lsmseg.keys import VAT_HU_DEFAULT
 from lsmseg.readout.labelmap import compartments
 
@@ -71,17 +74,48 @@ def index_masks(masks_dir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     return nifti, segs
 
 
-def nifti_mask(path: Path, ct: CTSlice) -> np.ndarray:
-    """A one-slice NIfTI mask on the normalised grid of ``ct``, its geometry checked.
+def volume_slice(path: Path, ct: CTSlice) -> int | None:
+    """The slice of a multi-slice NIfTI mask (a 3D Slicer labelmap of the whole series) whose
+    plane holds the image's first pixel; None for a one-slice mask. :func:`nifti_mask` then
+    checks that the whole slice lies on the image's grid.
 
     Raises:
-        IngestError: unreadable, not a one-slice mask, non-integer labels, or another shape,
-            pixel spacing or orientation / position than the image.
+        IngestError: unreadable, or no slice of the volume passes through the image's plane.
     """
     try:
-        mask_ct = read_nifti_slice(path, ct.case_id, check=False)
+        img = nib.load(path)
+        axis = slice_axis(img)
+    except Exception as err:  # nibabel raises assorted errors for corrupt headers
+        raise IngestError(f"mask {path.name} cannot be read as NIfTI: {err}") from err
+    n_slices = 1 if axis >= len(img.shape) else int(img.shape[axis])
+    if n_slices == 1:
+        return None
+    lps = ct.affine @ np.array([0.0, 0.0, 0.0, 1.0])
+    ras = np.array([-lps[0], -lps[1], lps[2], 1.0])  # nibabel affines map to RAS, CTSlice's to LPS
+    position = float((np.linalg.inv(img.affine) @ ras)[axis])  # in slices of the volume
+    index = round(position)
+    off_mm = abs(position - index) * float(np.linalg.norm(img.affine[:3, axis]))
+    if not 0 <= index < n_slices or off_mm > AFFINE_TOLERANCE_MM:
+        raise IngestError(
+            f"mask {path.name} has {n_slices} slices but none passes through the image's plane "
+            f"(nearest: slice {position:.2f}) - save the labelmap of the series this slice comes from"
+        )
+    return index
+
+
+def nifti_mask(path: Path, ct: CTSlice) -> np.ndarray:
+    """A NIfTI mask on the normalised grid of ``ct``, its geometry checked: a one-slice mask, or
+    the slice of a multi-slice labelmap that lies on the image (:func:`volume_slice`).
+
+    Raises:
+        IngestError: unreadable, no slice on the image's plane, non-integer labels, or another
+            shape, pixel spacing or orientation / position than the image.
+    """
+    index = volume_slice(path, ct)
+    try:
+        mask_ct = read_nifti_slice(path, ct.case_id, index, check=False)
     except IngestError as err:
-        raise IngestError(f"mask {path.name}: {err} (give a one-slice mask of the L3 slice)") from err
+        raise IngestError(f"mask {path.name}: {err}") from err
     values = mask_ct.hu
     if values.shape != ct.hu.shape:
         raise IngestError(f"mask {path.name} is {values.shape} pixels but the image is {ct.hu.shape}")

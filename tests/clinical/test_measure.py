@@ -156,3 +156,27 @@ def test_corrected_cases_are_paired_training_data(run: Any, cohort: Path, tmp_pa
     (case,) = scan_sss(dataset)
     assert case.case_id == case_id and case.image is not None and case.mask is not None
     assert read_mask(case.mask).max() == Measured.MUSCLE  # IMAT folded into muscle
+
+
+def test_a_multi_slice_labelmap_gives_the_slice_on_the_image(run: Any, cohort: Path, tmp_path: Path) -> None:
+    """A 3D Slicer labelmap of a whole series: the slice through the image's plane is measured."""
+    row = run.rows[0]
+    case_id = row["case_id"]
+    image = nib.load(run.out_dir / "cases" / case_id / "mask.nii.gz")
+    plane = np.asarray(image.dataobj)[..., :1]
+    junk = np.full_like(plane, Measured.MUSCLE)  # other slices: all muscle, so a wrong pick shows
+    volume = np.concatenate([junk, junk, plane, junk, junk], axis=2)  # the image is slice 2
+    affine = image.affine.copy()
+    affine[:3, 3] -= 2 * affine[:3, 2]
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    nib.save(nib.Nifti1Image(volume, affine), masks / f"{case_id}.nii.gz")
+    out = measure_cohort([cohort / "images" / f"{case_id}.dcm"], masks, tmp_path / "m")
+    assert out.rows[0]["status"] == "ok", out.rows[0]["error"]
+    for key in NUMBERS[:4]:
+        assert out.rows[0][key] == row[key], key
+    affine[:3, 3] += 0.5 * affine[:3, 2]  # half a slice off: no slice lies on the image
+    nib.save(nib.Nifti1Image(volume, affine), masks / f"{case_id}.nii.gz")
+    failed = measure_cohort([cohort / "images" / f"{case_id}.dcm"], masks, tmp_path / "b")
+    assert failed.exit_status == 1
+    assert "has 5 slices but none passes through the image's plane" in failed.rows[0]["error"]
