@@ -31,6 +31,7 @@ import numpy as np
 from lsmseg.clinical.case import MEASURE_CAVEAT, MEASURE_LABEL, CaseRunner, Ingested, Timer
 from lsmseg.clinical.cohort import DEFAULT_CUTOFFS, check_request, find_cases
 from lsmseg.clinical.gates import gate_before
+from lsmseg.clinical.patients import PatientRecord
 from lsmseg.clinical.results import RESULTS_CSV, RESULTS_JSON, SegmentReport, build_provenance, write_results
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, CTSlice, IngestError, is_nifti, nifti_stem, read_nifti_slice
@@ -84,9 +85,11 @@ def volume_slice(path: Path, ct: CTSlice) -> int | None:
     """
     try:
         img = nib.load(path)
-        axis = slice_axis(img)
     except Exception as err:  # nibabel raises assorted errors for corrupt headers
         raise IngestError(f"mask {path.name} cannot be read as NIfTI: {err}") from err
+    if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is a subclass
+        raise IngestError(f"mask {path.name} is not a NIfTI image")
+    axis = slice_axis(img)
     n_slices = 1 if axis >= len(img.shape) else int(img.shape[axis])
     if n_slices == 1:
         return None
@@ -199,6 +202,26 @@ def training_mask(labels: np.ndarray) -> np.ndarray:
     return compartments(labels)
 
 
+def measure_case(
+    runner: CaseRunner,
+    case: CaseSource,
+    record: PatientRecord | None,
+    masks: tuple[dict[str, Path], dict[str, Path]],
+) -> dict[str, Any]:
+    """One case's results row: ingest, anatomy gate, its mask (``masks``: :func:`index_masks`),
+    readout and case files; a failure becomes an error row."""
+    t = time.perf_counter()
+    try:
+        ct = runner.ingest(case, record)
+        gate_before(ct)  # a corrected mask does not make a head an L3 slice
+        path, mask = find_mask(case, ct, *masks)
+        row = runner.finish_mask(Ingested(case, ct, record), mask, time.perf_counter() - t)
+        row["mask_source"] = str(path)
+    except Exception as err:
+        row = runner.error_row(case, err, time.perf_counter() - t)
+    return row
+
+
 def measure_cohort(
     inputs: Sequence[str | os.PathLike[str]],
     masks_dir: str | os.PathLike[str],
@@ -219,7 +242,7 @@ def measure_cohort(
     started, timer = time.perf_counter(), Timer()
     request = check_request(inputs, out_dir, patients_csv, vat_hu, cutoffs, refine, 1)
     cases = find_cases(request.inputs)
-    nifti, segs = index_masks(Path(masks_dir))
+    masks = index_masks(Path(masks_dir))
     records = {c.case_id: request.patients.lookup(c) if request.patients else None for c in cases}
     case_inputs = {
         c.case_id: {"source": c.source, "patients_csv": r.as_dict() if r else None}
@@ -236,18 +259,7 @@ def measure_cohort(
     )
     request.out.mkdir(parents=True, exist_ok=True)
     runner = CaseRunner(request.out, None, request.cutoff_sets, request.vat_hu, refine, timer)
-    rows: list[dict[str, Any]] = []
-    for case in cases:
-        t = time.perf_counter()
-        try:
-            ct = runner.ingest(case, records[case.case_id])
-            gate_before(ct)  # a corrected mask does not make a head an L3 slice
-            path, mask = find_mask(case, ct, nifti, segs)
-            row = runner.finish_mask(Ingested(case, ct, records[case.case_id]), mask, time.perf_counter() - t)
-            row["mask_source"] = str(path)
-        except Exception as err:
-            row = runner.error_row(case, err, time.perf_counter() - t)
-        rows.append(row)
+    rows = [measure_case(runner, case, records[case.case_id], masks) for case in cases]
     csv_path, json_path = request.out / RESULTS_CSV, request.out / RESULTS_JSON
     write_results(rows, csv_path, json_path, provenance, cutoff_sets=request.cutoff_sets)
     timer.add("total", time.perf_counter() - started)
