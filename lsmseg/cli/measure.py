@@ -21,7 +21,9 @@ from lsmseg.cli.segment import (
 EPILOG = """\
 masks (in --masks DIR), matched to each image:
   <case_id>.nii.gz or <case_id>/mask.nii.gz   NIfTI on the image's grid (segment's cases/ folder
-                                              works as it is; checked: shape, spacing, position)
+                                              works as it is; checked: shape, spacing, position);
+                                              a multi-slice labelmap of the series (3D Slicer)
+                                              gives the slice that lies on the image
   any DICOM SEG                               matched by the SeriesInstanceUID it references
   labels: 0 background, 1 SAT, 2 VAT, 3 muscle, 4 IMAT (IMAT counts as muscle compartment);
   edit mask.nii.gz in 3D Slicer or ITK-SNAP, save it under the same name, then run measure.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lsmseg.clinical.gates import gate_after
 from lsmseg.clinical.model import SegmentationModel
 from lsmseg.clinical.patients import PatientRecord, patient_values
 from lsmseg.clinical.results import (
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MEASURE_LABEL = "lsmseg-measure"  # the ``model`` of rows re-measured from given (corrected) masks
+MEASURE_CAVEAT = "research use only: measured from masks given to lsmseg measure; not for diagnosis"
 
 
 class Timer:
@@ -133,6 +135,7 @@ class CaseRunner:
         self.timer = timer
         self.model_label = model.label if model is not None else MEASURE_LABEL
         self.validation = validation_text(model)
+        self.caveat = model.caveat if model is not None else MEASURE_CAVEAT
 
     @property
     def model(self) -> SegmentationModel:
@@ -192,6 +195,7 @@ class CaseRunner:
         """
         start = time.perf_counter()
         row, notes = self._measure(p, mask)
+        gate_after(row, p.ct)  # the quality column before the overlay, which shows it
         measured = time.perf_counter()
         self.timer.add("readout", measured - start)
         files, error = self._write_files(p, mask, row)
@@ -199,7 +203,7 @@ class CaseRunner:
         self.timer.add("writers", written - measured)
         row.update(files)
         if error is not None:
-            row.update(status=STATUS_ERROR, error=error)
+            row.update(status=STATUS_ERROR, error=error, quality=None)
         row["notes"] = "; ".join(notes) or None
         row.update(runtime_s=round(seconds + written - start, 3), model=self.model_label)
         return row
@@ -240,7 +244,7 @@ class CaseRunner:
         write_label_table(folder / LABELS_FILE, self.refine, self.vat_hu if self.refine else None)
         files["mask_file"] = self._relative(folder / MASK_FILE)
         files["mask_model_file"] = self._relative(folder / MASK_MODEL_FILE)
-        shown = {**row, "model": self.model_label, "model_validation": self.validation}
+        shown = {**row, "model": self.model_label, "model_validation": self.validation, "caveat": self.caveat}
         write_overlay_png(p.ct, measured, folder / OVERLAY_FILE, measurements=shown)
         files["overlay_file"] = self._relative(folder / OVERLAY_FILE)
         if not np.any(mask == Tissue.MUSCLE):

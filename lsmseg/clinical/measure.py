@@ -5,8 +5,9 @@
     (the readout, case files and row of segment) -> results.csv / results.json
 
 A mask is matched to its image by case id (``<case_id>.nii.gz`` or ``<case_id>/mask.nii.gz``,
-so a segment output's ``cases/`` folder works as it is) or, for a DICOM SEG, by the
-SeriesInstanceUID it references. The measured mask of segment (``mask.nii.gz``, labels 0..4) and
+so a segment output's ``cases/`` folder works as it is; a multi-slice labelmap of the whole
+series gives its slice on the image's plane) or, for a DICOM SEG, by the SeriesInstanceUID it
+references. The measured mask of segment (``mask.nii.gz``, labels 0..4) and
 a raw model mask (0..3) both work: re-measuring is idempotent because the HU ranges are.
 
 Corrected cases feed training: copy the images to ``<dataset>/images/<case_id>.<ext>`` and
@@ -24,14 +25,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
-from lsmseg.clinical.case import MEASURE_LABEL, CaseRunner, Ingested, Timer
+from lsmseg.clinical.case import MEASURE_CAVEAT, MEASURE_LABEL, CaseRunner, Ingested, Timer
 from lsmseg.clinical.cohort import DEFAULT_CUTOFFS, check_request, find_cases
+from lsmseg.clinical.gates import gate_before
+from lsmseg.clinical.patients import PatientRecord
 from lsmseg.clinical.results import RESULTS_CSV, RESULTS_JSON, SegmentReport, build_provenance, write_results
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, CTSlice, IngestError, is_nifti, nifti_stem, read_nifti_slice
 from lsmseg.io.labels import LABELS
+from lsmseg.io.nifti import slice_axis
 from lsmseg.keys import VAT_HU_DEFAULT
 from lsmseg.readout.labelmap import compartments
 
@@ -70,17 +75,50 @@ def index_masks(masks_dir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     return nifti, segs
 
 
-def nifti_mask(path: Path, ct: CTSlice) -> np.ndarray:
-    """A one-slice NIfTI mask on the normalised grid of ``ct``, its geometry checked.
+def volume_slice(path: Path, ct: CTSlice) -> int | None:
+    """The slice of a multi-slice NIfTI mask (a 3D Slicer labelmap of the whole series) whose
+    plane holds the image's first pixel; None for a one-slice mask. :func:`nifti_mask` then
+    checks that the whole slice lies on the image's grid.
 
     Raises:
-        IngestError: unreadable, not a one-slice mask, non-integer labels, or another shape,
-            pixel spacing or orientation / position than the image.
+        IngestError: unreadable, or no slice of the volume passes through the image's plane.
     """
     try:
-        mask_ct = read_nifti_slice(path, ct.case_id, check=False)
+        img = nib.load(path)
+    except Exception as err:  # nibabel raises assorted errors for corrupt headers
+        raise IngestError(f"mask {path.name} cannot be read as NIfTI: {err}") from err
+    if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is a subclass
+        raise IngestError(f"mask {path.name} is not a NIfTI image")
+    axis = slice_axis(img)
+    n_slices = 1 if axis >= len(img.shape) else int(img.shape[axis])
+    if n_slices == 1:
+        return None
+    lps = ct.affine @ np.array([0.0, 0.0, 0.0, 1.0])
+    ras = np.array([-lps[0], -lps[1], lps[2], 1.0])  # nibabel affines map to RAS, CTSlice's to LPS
+    position = float((np.linalg.inv(img.affine) @ ras)[axis])  # in slices of the volume
+    index = round(position)
+    off_mm = abs(position - index) * float(np.linalg.norm(img.affine[:3, axis]))
+    if not 0 <= index < n_slices or off_mm > AFFINE_TOLERANCE_MM:
+        raise IngestError(
+            f"mask {path.name} has {n_slices} slices but none passes through the image's plane "
+            f"(nearest: slice {position:.2f}) - save the labelmap of the series this slice comes from"
+        )
+    return index
+
+
+def nifti_mask(path: Path, ct: CTSlice) -> np.ndarray:
+    """A NIfTI mask on the normalised grid of ``ct``, its geometry checked: a one-slice mask, or
+    the slice of a multi-slice labelmap that lies on the image (:func:`volume_slice`).
+
+    Raises:
+        IngestError: unreadable, no slice on the image's plane, non-integer labels, or another
+            shape, pixel spacing or orientation / position than the image.
+    """
+    index = volume_slice(path, ct)
+    try:
+        mask_ct = read_nifti_slice(path, ct.case_id, index, check=False)
     except IngestError as err:
-        raise IngestError(f"mask {path.name}: {err} (give a one-slice mask of the L3 slice)") from err
+        raise IngestError(f"mask {path.name}: {err}") from err
     values = mask_ct.hu
     if values.shape != ct.hu.shape:
         raise IngestError(f"mask {path.name} is {values.shape} pixels but the image is {ct.hu.shape}")
@@ -164,6 +202,26 @@ def training_mask(labels: np.ndarray) -> np.ndarray:
     return compartments(labels)
 
 
+def measure_case(
+    runner: CaseRunner,
+    case: CaseSource,
+    record: PatientRecord | None,
+    masks: tuple[dict[str, Path], dict[str, Path]],
+) -> dict[str, Any]:
+    """One case's results row: ingest, anatomy gate, its mask (``masks``: :func:`index_masks`),
+    readout and case files; a failure becomes an error row."""
+    t = time.perf_counter()
+    try:
+        ct = runner.ingest(case, record)
+        gate_before(ct)  # a corrected mask does not make a head an L3 slice
+        path, mask = find_mask(case, ct, *masks)
+        row = runner.finish_mask(Ingested(case, ct, record), mask, time.perf_counter() - t)
+        row["mask_source"] = str(path)
+    except Exception as err:
+        row = runner.error_row(case, err, time.perf_counter() - t)
+    return row
+
+
 def measure_cohort(
     inputs: Sequence[str | os.PathLike[str]],
     masks_dir: str | os.PathLike[str],
@@ -177,19 +235,20 @@ def measure_cohort(
 
     Same inputs, patients table, readout, case files and results as
     :func:`lsmseg.clinical.cohort.segment_cohort`, with the mask read instead of predicted; the
-    ``model`` column says ``lsmseg-measure`` and ``mask_source`` names the mask used.
+    ``model`` column says ``lsmseg-measure`` and ``mask_source`` names the mask used. The
+    anatomy and plausibility gates of segment apply (``quality`` column).
     Raises UsageError before any case is measured (bad options, no inputs, no masks folder).
     """
     started, timer = time.perf_counter(), Timer()
     request = check_request(inputs, out_dir, patients_csv, vat_hu, cutoffs, refine, 1)
     cases = find_cases(request.inputs)
-    nifti, segs = index_masks(Path(masks_dir))
+    masks = index_masks(Path(masks_dir))
     records = {c.case_id: request.patients.lookup(c) if request.patients else None for c in cases}
     case_inputs = {
         c.case_id: {"source": c.source, "patients_csv": r.as_dict() if r else None}
         for c, r in zip(cases, records.values(), strict=True)
     }
-    model = {"model": MEASURE_LABEL, "masks_dir": str(masks_dir), "device": "none"}
+    model = {"model": MEASURE_LABEL, "masks_dir": str(masks_dir), "device": "none", "caveat": MEASURE_CAVEAT}
     provenance = build_provenance(
         model,
         request.cutoff_sets,
@@ -200,17 +259,7 @@ def measure_cohort(
     )
     request.out.mkdir(parents=True, exist_ok=True)
     runner = CaseRunner(request.out, None, request.cutoff_sets, request.vat_hu, refine, timer)
-    rows: list[dict[str, Any]] = []
-    for case in cases:
-        t = time.perf_counter()
-        try:
-            ct = runner.ingest(case, records[case.case_id])
-            path, mask = find_mask(case, ct, nifti, segs)
-            row = runner.finish_mask(Ingested(case, ct, records[case.case_id]), mask, time.perf_counter() - t)
-            row["mask_source"] = str(path)
-        except Exception as err:
-            row = runner.error_row(case, err, time.perf_counter() - t)
-        rows.append(row)
+    rows = [measure_case(runner, case, records[case.case_id], masks) for case in cases]
     csv_path, json_path = request.out / RESULTS_CSV, request.out / RESULTS_JSON
     write_results(rows, csv_path, json_path, provenance, cutoff_sets=request.cutoff_sets)
     timer.add("total", time.perf_counter() - started)
@@ -223,4 +272,6 @@ def measure_cohort(
         model=MEASURE_LABEL,
         device="none (no network)",
         timings_s=timer.seconds,
+        validation=runner.validation,
+        caveat=MEASURE_CAVEAT,
     )

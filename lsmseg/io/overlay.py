@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ PathLike = str | os.PathLike[str]
 TISSUE_COLOURS: dict[str, tuple[float, float, float]] = {label.key: label.rgb for label in LABELS}
 OVERLAY_HU_WINDOW = (-250.0, 250.0)  # soft-tissue window, HU
 RESEARCH_NOTE = "Research use only - not for diagnosis. Check the contours before using the numbers."
+TEXT_WIDTH = 90  # characters per line of a long quality or caveat text (about 450 px at 6-7 pt)
 
 
 def _format_value(value: Any, fmt: str, unit: str = "") -> str:
@@ -75,16 +77,18 @@ def _caption(measurements: Mapping[str, Any] | None, case_id: str) -> str:
         f"Sex {m.get('sex') or 'n/a'}  height {height} ({m.get('height_source') or 'n/a'})",
         f"SMI {_format_value(m.get('smi_cm2_m2'), '.2f', ' cm²/m²')}",
         *_verdicts(m),
+        *textwrap.wrap(f"Quality {m.get('quality') or 'n/a'}", TEXT_WIDTH, subsequent_indent="  "),
     ]
     return "\n".join(lines)
 
 
 def _footer(measurements: Mapping[str, Any] | None) -> str:
-    """Model, its validation figure, and the research-use note."""
+    """Model, its validation figure, the model's caveat (row key ``caveat``), the research-use note."""
     m = dict(measurements or {})
     model = m.get("model") or "model n/a"
     validation = m.get("model_validation") or "validation n/a"
-    return f"{model} | {validation}\n{RESEARCH_NOTE}"
+    caveat = textwrap.wrap(str(m["caveat"]), TEXT_WIDTH) if m.get("caveat") else []
+    return "\n".join([f"{model} | {validation}", *caveat, RESEARCH_NOTE])
 
 
 def _render(
@@ -139,9 +143,11 @@ def write_overlay_png(
     The CT is shown in a soft-tissue window (-250..250 HU) with the labels of ``mask`` filled
     semi-transparently in the label-table colours (muscle red, IMAT green, SAT cyan, VAT yellow)
     and a legend. Top left: case id, areas (cm^2, 0.01), muscle mean HU, VAT HU range, sex,
-    height and its source, SMI (cm^2/m^2) and every ``sarcopenia_*`` / ``myosteatosis_*``
-    verdict of ``measurements`` (a results row; missing values read "n/a"). Bottom: the model
-    (row key ``model``), its validation figure (``model_validation``) and the research-use note.
+    height and its source, SMI (cm^2/m^2), every ``sarcopenia_*`` / ``myosteatosis_*`` verdict
+    and the ``quality`` (ok / warning: ...) of ``measurements`` (a results row; missing values
+    read "n/a"). Bottom: the model (row key ``model``), its validation figure
+    (``model_validation``), its research-use caveat (``caveat``, when it has one) and the
+    research-use note.
     Pixels keep their physical aspect ratio; the longer side is ``max_side_px``; RGB PNG.
 
     Args:

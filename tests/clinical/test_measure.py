@@ -1,7 +1,8 @@
-"""What is stored is what is measured; measure re-measures corrected masks; the SR reads back."""
+"""What is stored is what is measured; measure re-measures corrected masks (SR: tests/io/test_sr.py)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pydicom
 import pytest
 
 from lsmseg.clinical import segment_cohort
+from lsmseg.clinical.case import MEASURE_CAVEAT
 from lsmseg.clinical.measure import measure_cohort, training_mask
 from lsmseg.data.phantom import write_cohort
 from lsmseg.io.labels import LABEL_BY_KEY
@@ -90,6 +92,11 @@ def test_measure_on_unedited_masks_reproduces_segment_exactly(run: Any, cohort: 
         for key in (*NUMBERS, "sarcopenia_prado2008", "sarcopenia_martin2013"):
             assert after[key] == before[key], key
         assert after["model"] == "lsmseg-measure"
+        assert after["quality"] == before["quality"]
+    for report in (run, again):  # results.json carries the research-use caveat of its run
+        provenance = json.loads(report.results_json.read_text())["provenance"]
+        assert provenance["caveat"] == report.caveat and report.caveat.startswith("research use only")
+    assert again.caveat == MEASURE_CAVEAT
 
 
 def test_removing_a_muscle_region_lowers_muscle_area_by_its_area(
@@ -151,43 +158,25 @@ def test_corrected_cases_are_paired_training_data(run: Any, cohort: Path, tmp_pa
     assert read_mask(case.mask).max() == Measured.MUSCLE  # IMAT folded into muscle
 
 
-def test_sr_reads_back_with_codes_values_units_and_references(run: Any) -> None:
-    import highdicom as hd
-
+def test_a_multi_slice_labelmap_gives_the_slice_on_the_image(run: Any, cohort: Path, tmp_path: Path) -> None:
+    """A 3D Slicer labelmap of a whole series: the slice through the image's plane is measured."""
     row = run.rows[0]
-    folder = run.out_dir / "cases" / row["case_id"]
-    raw = pydicom.dcmread(folder / "sr.dcm")
-    assert raw.Modality == "SR" and raw.ContentTemplateSequence[0].TemplateIdentifier == "1500"
-    seg = pydicom.dcmread(folder / "seg.dcm", stop_before_pixels=True)
-    source = pydicom.dcmread(row["source"], stop_before_pixels=True)
-    evidence = {
-        i.ReferencedSOPInstanceUID
-        for s in raw.CurrentRequestedProcedureEvidenceSequence
-        for r in s.ReferencedSeriesSequence
-        for i in r.ReferencedSOPSequence
-    }
-    assert {seg.SOPInstanceUID, source.SOPInstanceUID} <= evidence
-    sr = hd.sr.srread(folder / "sr.dcm")
-    groups = sr.content.get_planar_roi_measurement_groups()
-    found = {}
-    for g in groups:
-        assert g.referenced_segmentation_frame.referenced_sop_instance_uid == seg.SOPInstanceUID
-        for m in g.get_measurements():
-            found[(g.tracking_identifier, m.name.value, m.derivation.value if m.derivation else None)] = (
-                m.value,
-                m.unit.value,
-            )
-    assert found[("Skeletal muscle", "42798000", None)] == (pytest.approx(row["muscle_area_cm2"]), "cm2")
-    assert found[("Intermuscular adipose tissue", "42798000", None)][0] == pytest.approx(row["imat_area_cm2"])
-    assert found[("Skeletal muscle", "112031", "373098007")] == (
-        pytest.approx(row["muscle_mean_hu"]),
-        "[hnsf'U]",
-    )
-    by_id = {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}
-    image_group = by_id["L3 sarcopenia readout"]
-    (smi,) = image_group.get_measurements()
-    assert (smi.name.value, smi.unit.value) == ("SMI", "cm2/m2") and smi.value == pytest.approx(
-        row["smi_cm2_m2"]
-    )
-    verdicts = {q.name.value: q.value.value for q in image_group.get_qualitative_evaluations()}
-    assert verdicts["sarcopenia_prado2008"] == ("373066001" if row["sarcopenia_prado2008"] else "373067005")
+    case_id = row["case_id"]
+    image = nib.load(run.out_dir / "cases" / case_id / "mask.nii.gz")
+    plane = np.asarray(image.dataobj)[..., :1]
+    junk = np.full_like(plane, Measured.MUSCLE)  # other slices: all muscle, so a wrong pick shows
+    volume = np.concatenate([junk, junk, plane, junk, junk], axis=2)  # the image is slice 2
+    affine = image.affine.copy()
+    affine[:3, 3] -= 2 * affine[:3, 2]
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    nib.save(nib.Nifti1Image(volume, affine), masks / f"{case_id}.nii.gz")
+    out = measure_cohort([cohort / "images" / f"{case_id}.dcm"], masks, tmp_path / "m")
+    assert out.rows[0]["status"] == "ok", out.rows[0]["error"]
+    for key in NUMBERS[:4]:
+        assert out.rows[0][key] == row[key], key
+    affine[:3, 3] += 0.5 * affine[:3, 2]  # half a slice off: no slice lies on the image
+    nib.save(nib.Nifti1Image(volume, affine), masks / f"{case_id}.nii.gz")
+    failed = measure_cohort([cohort / "images" / f"{case_id}.dcm"], masks, tmp_path / "b")
+    assert failed.exit_status == 1
+    assert "has 5 slices but none passes through the image's plane" in failed.rows[0]["error"]
