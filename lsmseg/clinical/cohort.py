@@ -28,15 +28,18 @@ from lsmseg.clinical.gates import gate_after, gate_before
 from lsmseg.clinical.model import SegmentationModel, load_bundle
 from lsmseg.clinical.patients import PatientRecord, PatientTable
 from lsmseg.clinical.results import (
+    CASES_DIR,
     RESULTS_CSV,
     RESULTS_JSON,
     SegmentReport,
     build_provenance,
+    reconcile_results,
     resumable_rows,
     write_results,
 )
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, discover_cases
+from lsmseg.io.atomic import remove_stale_temps
 from lsmseg.keys import VAT_HU_DEFAULT
 from lsmseg.readout import CutoffSet, get_cutoff_sets
 
@@ -210,9 +213,22 @@ def plan_run(
         patients.path if patients else None,
         case_inputs,
     )
-    request.out.mkdir(parents=True, exist_ok=True)
+    prepare_out(request.out, resume)
     kept = resumable_rows(request.out, provenance, case_inputs) if resume else {}
     return Plan(cases, model, records, provenance, kept)
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """Create ``out``, remove the temporary files a killed run left there (results files and
+    ``cases/``; nothing else of a folder the user chose), and, to resume, make results.csv and
+    results.json agree again (:func:`reconcile_results`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_temps(out, recursive=False) + remove_stale_temps(out / CASES_DIR)
+    if stale:
+        logger.info("removed %d temporary files left by an interrupted run in %s", len(stale), out)
+    note = reconcile_results(out) if resume else None
+    if note is not None:
+        logger.warning("%s", note)
 
 
 def new_report(out: Path, plan: Plan, timer: Timer) -> SegmentReport:
