@@ -77,7 +77,7 @@ RESULT_COLUMNS_HEAD: tuple[str, ...] = (
     "bmi",
     "smi_cm2_m2",
 )
-RESULT_COLUMNS_TAIL: tuple[str, ...] = ("runtime_s", "model")
+RESULT_COLUMNS_TAIL: tuple[str, ...] = ("runtime_s", "model", "quality", "ood_score", "ood_percentile")
 # Text that is a number or a range of numbers ("-150..-50"): no spreadsheet runs it as a formula,
 # so it is written as it is instead of with csv_cell's quote prefix.
 _NUMERIC_TEXT = re.compile(r"^-?\d+(\.\d+)?(\.\.-?\d+(\.\d+)?)?$")
