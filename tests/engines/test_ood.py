@@ -43,7 +43,7 @@ def test_reference_round_trips_through_ood_json(tmp_path: Path) -> None:
     assert read_reference(tmp_path / "models") == ref
     assert read_reference(tmp_path) is None
     (tmp_path / "models" / "ood.json").write_text('{"score": "psychic"}')
-    with pytest.raises(ValueError, match="ood.json cannot be read"):
+    with pytest.raises(ValueError, match=r"ood\.json cannot be read"):
         read_reference(tmp_path / "models")
 
 
