@@ -26,17 +26,22 @@ import numpy as np
 from lsmseg.clinical.case import CaseRunner, Prepared, Timer
 from lsmseg.clinical.gates import gate_after, gate_before
 from lsmseg.clinical.model import SegmentationModel, load_bundle
+from lsmseg.clinical.ood import batch_scores, describe_reference, load_reference, ood_columns
 from lsmseg.clinical.patients import PatientRecord, PatientTable
 from lsmseg.clinical.results import (
+    CASES_DIR,
     RESULTS_CSV,
     RESULTS_JSON,
     SegmentReport,
     build_provenance,
+    reconcile_results,
     resumable_rows,
     write_results,
 )
+from lsmseg.engines.ood import OODReference
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, discover_cases
+from lsmseg.io.atomic import remove_stale_temps
 from lsmseg.keys import VAT_HU_DEFAULT
 from lsmseg.readout import CutoffSet, get_cutoff_sets
 
@@ -139,10 +144,38 @@ def predict_batch(model: SegmentationModel, prepared: Sequence[Prepared]) -> lis
     return outputs
 
 
+def ood_batch(
+    model: SegmentationModel,
+    reference: OODReference | None,
+    prepared: Sequence[Prepared],
+    outputs: Sequence[np.ndarray | Exception],
+) -> list[tuple[dict[str, Any], list[str]]]:
+    """Per prepared case: its ``ood_score`` / ``ood_percentile`` columns and OOD warning
+    (:mod:`lsmseg.clinical.ood`); empty without a reference or a network output."""
+    empty: list[tuple[dict[str, Any], list[str]]] = [({}, []) for _ in prepared]
+    done = [i for i, o in enumerate(outputs) if isinstance(o, np.ndarray)]
+    if reference is None or not done:
+        return empty
+    try:
+        images = np.stack([prepared[i].image for i in done])  # (B', 1, S, S)
+        probs = [o for o in outputs if isinstance(o, np.ndarray)]  # (C, S, S) each, same order
+        scores = batch_scores(model, reference, images, probs)
+    except Exception as err:  # the score is a caveat on top of the measurement, never a reason to lose it
+        logger.warning("out-of-distribution score failed for this batch: %s", err, exc_info=err)
+        return empty
+    for i, score in zip(done, scores, strict=True):
+        empty[i] = ood_columns(reference, score)
+    return empty
+
+
 def run_batch(
-    runner: CaseRunner, batch: Sequence[CaseSource], records: Mapping[str, PatientRecord | None]
+    runner: CaseRunner,
+    batch: Sequence[CaseSource],
+    records: Mapping[str, PatientRecord | None],
+    ood: OODReference | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The results rows of one batch of cases, by case id, in the order they were done."""
+    """The results rows of one batch of cases, by case id, in the order they were done
+    (``ood``: the bundle's OOD reference, for the ``ood_*`` columns and warning)."""
     rows: dict[str, dict[str, Any]] = {}
     prepared: list[Prepared] = []
     for case in batch:
@@ -159,13 +192,15 @@ def run_batch(
     outputs = predict_batch(runner.model, prepared)
     network_s = (time.perf_counter() - t) / len(prepared)
     runner.timer.add("network", network_s * len(prepared))
-    for p, output in zip(prepared, outputs, strict=True):
+    scored = ood_batch(runner.model, ood, prepared, outputs)
+    for p, output, (ood_cols, ood_warnings) in zip(prepared, outputs, scored, strict=True):
         t = time.perf_counter()
         try:
             if isinstance(output, Exception):
                 rows[p.case.case_id] = runner.error_row(p.case, output, p.seconds + network_s)
             else:
-                rows[p.case.case_id] = gate_after(runner.finish(p, output, network_s), p.ct)
+                row = {**runner.finish(p, output, network_s), **ood_cols}
+                rows[p.case.case_id] = gate_after(row, p.ct, extra=ood_warnings)
         except Exception as err:
             rows[p.case.case_id] = runner.error_row(
                 p.case, err, p.seconds + network_s + time.perf_counter() - t
@@ -183,6 +218,7 @@ class Plan:
     records: dict[str, PatientRecord | None]
     provenance: dict[str, Any]
     kept: dict[str, dict[str, Any]]
+    ood: OODReference | None = None
 
 
 def plan_run(
@@ -210,9 +246,24 @@ def plan_run(
         patients.path if patients else None,
         case_inputs,
     )
-    request.out.mkdir(parents=True, exist_ok=True)
+    ood = load_reference(model)
+    provenance["ood_reference"] = describe_reference(ood)
+    prepare_out(request.out, resume)
     kept = resumable_rows(request.out, provenance, case_inputs) if resume else {}
-    return Plan(cases, model, records, provenance, kept)
+    return Plan(cases, model, records, provenance, kept, ood)
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """Create ``out``, remove the temporary files a killed run left there (results files and
+    ``cases/``; nothing else of a folder the user chose), and, to resume, make results.csv and
+    results.json agree again (:func:`reconcile_results`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_temps(out, recursive=False) + remove_stale_temps(out / CASES_DIR)
+    if stale:
+        logger.info("removed %d temporary files left by an interrupted run in %s", len(stale), out)
+    note = reconcile_results(out) if resume else None
+    if note is not None:
+        logger.warning("%s", note)
 
 
 def new_report(out: Path, plan: Plan, timer: Timer) -> SegmentReport:
@@ -298,7 +349,7 @@ def segment_cohort(
     disable = None if progress else True  # None: only on a terminal
     with tqdm(total=len(todo), disable=disable, unit="slice", desc="lsmseg segment", leave=False) as bar:
         for batch in _batches(todo, request.batch_size):
-            rows.update(run_batch(runner, batch, plan.records))
+            rows.update(run_batch(runner, batch, plan.records, plan.ood))
             report.processed += [c.case_id for c in batch]
             bar.update(len(batch))
             publish(report, rows, plan, request.cutoff_sets, timer)

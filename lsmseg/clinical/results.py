@@ -77,7 +77,7 @@ RESULT_COLUMNS_HEAD: tuple[str, ...] = (
     "bmi",
     "smi_cm2_m2",
 )
-RESULT_COLUMNS_TAIL: tuple[str, ...] = ("runtime_s", "model")
+RESULT_COLUMNS_TAIL: tuple[str, ...] = ("runtime_s", "model", "quality", "ood_score", "ood_percentile")
 # Text that is a number or a range of numbers ("-150..-50"): no spreadsheet runs it as a formula,
 # so it is written as it is instead of with csv_cell's quote prefix.
 _NUMERIC_TEXT = re.compile(r"^-?\d+(\.\d+)?(\.\.-?\d+(\.\d+)?)?$")
@@ -204,11 +204,13 @@ def write_results(
     quoted (:func:`lsmseg.io.atomic.csv_cell`). results.json is
     ``{"provenance": provenance, "cases": rows}`` with NaN written as null. Both files are
     complete before either replaces its old version, so a failure leaves the previous pair
-    intact and consistent.
+    intact and consistent. results.json is replaced first: a kill between the two renames leaves
+    results.csv one step behind, which :func:`reconcile_results` repairs.
     """
     columns = result_columns(rows, cutoff_sets)
     document = {"provenance": json_safe(provenance), "cases": json_safe(list(rows))}
     json_text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    # Context managers exit innermost first: results.json is renamed, then results.csv.
     with atomic_write(csv_path) as tmp_csv, atomic_write(json_path) as tmp_json:
         with open(tmp_csv, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
@@ -216,6 +218,78 @@ def write_results(
             writer.writerows({c: _cell(row.get(c)) for c in columns} for row in rows)
         tmp_json.write_text(json_text, encoding="utf-8")
     return Path(csv_path), Path(json_path)
+
+
+def _uncell(text: str) -> Any:
+    """A results.csv cell read back: empty -> None, numbers, booleans, JSON lists, formula quote undone."""
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if text[:2] in ("'=", "'+", "'-", "'@", "'\t", "'\r"):
+        return text[1:]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_csv_rows(path: Path) -> list[dict[str, Any]] | None:
+    """The rows of results.csv with typed values (None when it is missing or unreadable)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [{k: _uncell(v or "") for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """results.json as ``{"provenance", "cases"}`` (None when it is missing or unreadable)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("cases"), list):
+        return None
+    return document
+
+
+def _summary(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    return [(str(r.get("case_id")), r.get("status")) for r in rows]
+
+
+def reconcile_results(out_dir: Path) -> str | None:
+    """Make results.csv and results.json of ``out_dir`` agree again after an interrupted run.
+
+    They disagree (cases or statuses differ) when a run was killed between their renames
+    (:func:`write_results`) or one was lost or damaged. The one with more rows wins; on a tie
+    results.json, which is renamed first and so never the older one. The loser is rewritten
+    from the winner; results.json keeps its provenance (empty when it was unreadable). Returns a
+    note saying what was repaired, or None when the pair agrees or neither file exists.
+    """
+    csv_path, json_path = out_dir / RESULTS_CSV, out_dir / RESULTS_JSON
+    document, csv_rows = _read_json(json_path), _read_csv_rows(csv_path)
+    json_rows: list[dict[str, Any]] | None = document["cases"] if document is not None else None
+    if json_rows is None and csv_rows is None:
+        return None
+    if json_rows is not None and csv_rows is not None and _summary(json_rows) == _summary(csv_rows):
+        return None
+    if csv_rows is None or (json_rows is not None and len(json_rows) >= len(csv_rows)):
+        rows, source, target = json_rows or [], RESULTS_JSON, RESULTS_CSV
+    else:
+        rows, source, target = csv_rows, RESULTS_CSV, RESULTS_JSON
+    write_results(rows, csv_path, json_path, document["provenance"] if document is not None else {})
+    return f"{target} rewritten from {source} ({len(rows)} rows): an earlier run was interrupted"
 
 
 def hu_ranges(refine: bool, vat_hu: tuple[float, float]) -> dict[str, list[float]] | None:

@@ -68,6 +68,29 @@ def write_json_atomic(path: PathLike, data: Any, **dumps: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, **dumps) + "\n")
 
 
+# The names atomic_write gives its temporary files: "." + target name + "." + mkstemp's 8 random
+# characters + ".tmp" + the target's ending.
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[^/]*)?")
+
+
+def remove_stale_temps(folder: PathLike, recursive: bool = True) -> list[Path]:
+    """Remove the temporary files an interrupted :func:`atomic_write` left in ``folder`` (and,
+    when ``recursive``, below it).
+
+    Only names of the form ``.<target>.<8 random>.tmp<ending>`` are removed (never a folder or a
+    file of any other name). Call it when no other writer works in ``folder``: a write in progress
+    would lose its temporary file. Returns the paths removed, sorted.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    found = root.rglob(".*.tmp*") if recursive else root.glob(".*.tmp*")
+    stale = sorted(p for p in found if _TEMP_NAME.fullmatch(p.name) and p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 _NUMERIC_TEXT = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?(\.\.[-+]?\d+(\.\d+)?)?")
 
 

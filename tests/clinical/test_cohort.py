@@ -456,3 +456,49 @@ def test_parse_hu_range_accepts_a_ct_window_and_names_the_problem_otherwise() ->
     ]:
         with pytest.raises(UsageError, match=message):
             parse_hu_range("VAT", bad)
+
+
+# --- safe outputs --------------------------------------------------------------------------------------
+def test_out_inside_the_input_unicode_ids_and_formula_names_are_safe(
+    cohort: Path, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out inside the input folder is never read back, 李雷 / 韩梅 stay two readable case ids,
+    and a file ``=1+2.dcm`` given relative to the working folder (source ``=1+2.dcm``) and a
+    PatientID ``=1+2`` never become formula cells in results.csv."""
+    ds = pydicom.dcmread(cohort / "images" / "phantom_0001.dcm")
+    for patient_id, name in [("李雷", "a.dcm"), ("韩梅", "b.dcm"), ("=1+2", "=1+2.dcm")]:
+        case = renamed(ds, patient_id)
+        case.SpecificCharacterSet = "ISO_IR 192"  # UTF-8
+        write_dicom(case, tmp_path / "in" / name)
+    monkeypatch.chdir(tmp_path / "in")
+    ids = ["_1_2", "李雷", "韩梅"]
+    for _ in range(2):  # the rerun must not ingest the first run's seg.dcm / sr.dcm
+        report = segment_cohort([Path(".")], Path("out"), bundle, device="cpu", progress=False)
+        assert sorted(r["case_id"] for r in report.rows) == ids
+    assert sorted(p.name for p in Path("out", "cases").iterdir()) == ids
+    rows = {row["case_id"]: row for row in read_csv(Path("out", "results.csv"))}
+    assert sorted(rows) == ids
+    assert rows["_1_2"]["source"] == "'=1+2.dcm"
+
+
+def test_a_new_run_removes_stale_temp_files_and_resume_repairs_the_results_pair(tmp_path: Path) -> None:
+    from lsmseg.clinical.cohort import prepare_out
+    from lsmseg.clinical.results import write_results
+
+    out = tmp_path / "out"
+    rows = [{"case_id": f"c{i}", "status": "ok"} for i in range(3)]
+    write_results(rows[:2], out / "results.csv", out / "results.json", {})
+    behind = (out / "results.csv").read_text()
+    write_results(rows, out / "results.csv", out / "results.json", {})
+    (out / "results.csv").write_text(behind)  # killed between the two renames
+    stale = [out / ".results.csv.k2j4m9x_.tmp.csv", out / "cases" / "c1" / ".mask.nii.gz.abcdefgh.tmp.nii.gz"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    (out / "cases" / "c1" / "mask.nii.gz").write_bytes(b"done")
+
+    prepare_out(out, resume=True)
+
+    assert not any(p.exists() for p in stale)
+    assert (out / "cases" / "c1" / "mask.nii.gz").read_bytes() == b"done"
+    assert read_csv(out / "results.csv")[-1]["case_id"] == "c2"

@@ -13,6 +13,7 @@ from lsmseg.clinical.results import (
     RESULT_COLUMNS_HEAD,
     is_complete,
     previous_run,
+    reconcile_results,
     resumable_rows,
     write_results,
 )
@@ -132,3 +133,60 @@ def test_resume_keeps_complete_rows_with_unchanged_inputs(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match=r"other settings \(weights_sha256, refine differ\)"):
         previous_run(tmp_path, {**provenance, "weights_sha256": "2", "refine": False})
     assert previous_run(tmp_path / "empty", provenance) == ({}, {})
+
+
+def _rows(n: int) -> list[dict[str, object]]:
+    return [
+        {"case_id": f"c{i}", "status": "ok", "error": None, "muscle_area_cm2": 100.5 + i, "model": "=m"}
+        for i in range(n)
+    ]
+
+
+def test_resume_repairs_a_csv_left_one_batch_behind_by_a_kill_between_renames(tmp_path: Path) -> None:
+    """write_results renames results.json first: a kill before the csv rename leaves csv behind."""
+    provenance = {"weights_sha256": "1"}
+    write_results(_rows(2), tmp_path / "results.csv", tmp_path / "results.json", provenance)
+    behind = (tmp_path / "results.csv").read_text()
+    write_results(_rows(4), tmp_path / "results.csv", tmp_path / "results.json", provenance)
+    (tmp_path / "results.csv").write_text(behind)  # the state the kill left
+
+    note = reconcile_results(tmp_path)
+
+    assert note == "results.csv rewritten from results.json (4 rows): an earlier run was interrupted"
+    assert [r["case_id"] for r in read_rows(tmp_path / "results.csv")] == ["c0", "c1", "c2", "c3"]
+    assert reconcile_results(tmp_path) is None  # the pair agrees now
+
+
+def test_a_csv_with_more_rows_than_the_json_wins_and_keeps_values_and_provenance(tmp_path: Path) -> None:
+    provenance = {"weights_sha256": "1", "case_inputs": {"c0": {"source": "a"}}}
+    write_results(_rows(1), tmp_path / "results.csv", tmp_path / "results.json", provenance)
+    old_json = (tmp_path / "results.json").read_text()
+    write_results(_rows(3), tmp_path / "results.csv", tmp_path / "results.json", provenance)
+    (tmp_path / "results.json").write_text(old_json)
+
+    assert reconcile_results(tmp_path) == (
+        "results.json rewritten from results.csv (3 rows): an earlier run was interrupted"
+    )
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["provenance"] == provenance
+    given = {k: v for k, v in document["cases"][2].items() if v is not None}  # empty columns are None
+    assert given == {k: v for k, v in _rows(3)[2].items() if v is not None}  # typed, formula quote undone
+
+
+def test_a_missing_or_damaged_results_file_is_rebuilt_from_the_other(tmp_path: Path) -> None:
+    write_results(_rows(2), tmp_path / "results.csv", tmp_path / "results.json", {"weights_sha256": "1"})
+    (tmp_path / "results.csv").unlink()
+    assert reconcile_results(tmp_path) is not None
+    assert len(read_rows(tmp_path / "results.csv")) == 2
+    (tmp_path / "results.json").write_text('{"provenance": ')  # cut short
+    assert reconcile_results(tmp_path) is not None
+    assert [r["case_id"] for r in json.loads((tmp_path / "results.json").read_text())["cases"]] == [
+        "c0",
+        "c1",
+    ]
+    assert reconcile_results(tmp_path / "nothing") is None
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
