@@ -15,11 +15,13 @@ losses and gradients (:func:`masked_terms`, :func:`masked_critic_loss`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from lsmseg.experiments.flops import sync
 from lsmseg.losses import bce_per_row, l1_per_row, masked_mean
 from lsmseg.methods import LatentSpaceMapping, Plan, Term, method_stages
 from lsmseg.methods.steps import Batch, Outputs, presence
@@ -147,3 +149,36 @@ class ReferenceStep:
         self.optimizer.step()
         net.critics.requires_grad_(True)
         return loss.detach()
+
+
+def time_reference_steps(
+    step: ReferenceStep, batch: Mapping[str, torch.Tensor], warmup: int, steps: int, amp: bool = False
+) -> tuple[list[float], list[float]]:
+    """Run ``warmup + steps`` reference steps on one batch; wall and process CPU seconds of the
+    timed ones (bf16 autocast with ``amp``), the device synchronised around each."""
+    device = next(step.network.parameters()).device
+    wall: list[float] = []
+    cpu: list[float] = []
+    for i in range(warmup + steps):
+        sync(device)
+        w0, c0 = time.perf_counter(), time.process_time()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            step(batch)
+        sync(device)
+        if i >= warmup:
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+    return wall, cpu
+
+
+def placed(
+    network: LatentSpaceMapping, batch: Mapping[str, torch.Tensor], device: torch.device, channels_last: bool
+) -> tuple[ReferenceStep, dict[str, torch.Tensor]]:
+    """A reference step on ``network`` moved to ``device`` (NHWC with ``channels_last``), and
+    ``batch`` there."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    network = network.to(device, memory_format=fmt)  # type: ignore[call-overload]
+    on_device = {k: v.to(device) for k, v in batch.items()}
+    return ReferenceStep(network), {
+        k: v.contiguous(memory_format=fmt) if v.ndim == 4 else v for k, v in on_device.items()
+    }
