@@ -88,6 +88,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights")
     p.add_argument("--compile", action="store_true", help="torch.compile the generators")
+    p.add_argument(
+        "--nhwc-head", action="store_true", help="decoders' 7x7 output convolutions in NHWC (CPU option)"
+    )
     p.add_argument("--threads", type=positive_int, metavar="T", help="torch threads (default: torch's)")
     p.add_argument(
         "--peak-sizes",
@@ -127,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         channels_last=args.channels_last,
         compile=args.compile,
+        nhwc_head=args.nhwc_head,
     )
     rows = run_bench(
         settings,

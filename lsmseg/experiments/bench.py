@@ -12,11 +12,9 @@ measured in the same process with the same threads.
 IODA has three stages; its ``ioda`` row is the fine-tune stage (the x -> y translation, the
 stage that is scored); ``all_stages`` adds rows for its two auto-encoder pre-training stages.
 
-The method ``reference`` times the authors' LSM step (:mod:`lsmseg.experiments.reference`: two
-full forwards per batch, the critic's backward through the generators) on the same networks,
-batch and threads, so ``vs_reference`` - a row's samples/s over the reference's in the same
-run - is a ratio measured side by side. ``conv_fraction`` sets the achieved FLOP rate (FLOPs of
-the step as executed) against the oneDNN convolution rate measured in the same run.
+``reference`` times the authors' LSM step (:mod:`lsmseg.experiments.reference`) on the same
+networks, batch and threads: ``vs_reference`` (its step time over a row's) is measured side by
+side. ``conv_fraction``: achieved FLOP rate over the oneDNN convolution rate of the same run.
 """
 
 from __future__ import annotations
@@ -59,6 +57,7 @@ BENCH_COLUMNS: tuple[str, ...] = (
     "amp",
     "channels_last",
     "compile",
+    "nhwc_head",
     "steps",
     "samples_per_s",
     "step_ms",
@@ -97,6 +96,7 @@ class BenchSettings:
         amp: bf16 autocast (fp16 with loss scaling on GPUs without bf16).
         channels_last: NHWC tensors and weights (the trainer's ``channels_last``).
         compile: ``torch.compile`` the generators (warm-up then includes the compilation).
+        nhwc_head: the decoders' output convolutions in NHWC (``ResnetDecoder``).
         paired_fraction: share of paired rows in the batch; the rest is split evenly into
             x-only and y-only rows, so every loss term of every method is live.
         seed: seed of the synthetic batch and the weights.
@@ -112,6 +112,7 @@ class BenchSettings:
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    nhwc_head: bool = False
     paired_fraction: float = 0.5
     seed: int = 0
 
@@ -153,6 +154,7 @@ def make_network(settings: BenchSettings) -> Any:
         ngf=settings.ngf,
         ndf=settings.ndf,
         image_size=settings.image_size,
+        nhwc_head=settings.nhwc_head,
     )
 
 
@@ -374,6 +376,7 @@ def to_row(
         "amp": settings.amp,
         "channels_last": settings.channels_last,
         "compile": settings.compile,
+        "nhwc_head": settings.nhwc_head,
         "steps": len(m.times.wall),
         "samples_per_s": round(settings.batch_size / step_s, 3),
         "step_ms": round(step_s * 1e3, 2),
@@ -451,8 +454,7 @@ def run_bench(
 
 
 def _typed(text: str) -> Any:
-    """A cell read back from a CSV: int or float when it is a number (so that writing it again
-    does not quote a negative number as text), else the text."""
+    """A CSV cell as int or float when it is a number (written again, -1.5 stays a number)."""
     for kind in (int, float):
         try:
             return kind(text)

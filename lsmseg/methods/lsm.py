@@ -19,7 +19,7 @@ from torch import nn
 
 from lsmseg.methods.domains import Domain
 from lsmseg.methods.terms import Term, check_adversarial
-from lsmseg.networks import LinkNetwork, PatchDiscriminator
+from lsmseg.networks import LinkNetwork, PatchDiscriminator, ResnetDecoder
 
 
 def _link(a: str, b: str) -> str:
@@ -198,6 +198,7 @@ class Generators(nn.Module):
         n_down: int,
         link_blocks: int,
         image_size: int,
+        nhwc_head: bool = False,
     ) -> None:
         super().__init__()
         latent_size = image_size // 2**n_down
@@ -207,6 +208,9 @@ class Generators(nn.Module):
         self.decoders = nn.ModuleDict(
             {d.name: d.make_decoder(ngf, n_blocks, n_down, latent_size) for d in domains}
         )
+        for decoder in self.decoders.values():
+            if isinstance(decoder, ResnetDecoder):
+                decoder.nhwc_head = nhwc_head
         latent_channels = ngf * 2**n_down
         pairs = [(a.name, b.name) for a in domains for b in domains if a.name != b.name]
         if len({_link(a, b) for a, b in pairs}) != len(pairs):
@@ -284,6 +288,8 @@ class LatentSpaceMapping(nn.Module):
         image_size: spatial size of image domains (sets the latent size of vector domains).
         adversarial: ``confusion`` (paper: critic on 1/0, generator against 0.5) or ``bce``
             (standard GAN, the reference's default).
+        nhwc_head: run the decoders' 7x7 output convolutions in NHWC (``ResnetDecoder``; same
+            weights, a CPU speed option).
     """
 
     def __init__(
@@ -297,6 +303,7 @@ class LatentSpaceMapping(nn.Module):
         critic_layers: int | None = None,
         image_size: int = 128,
         adversarial: Literal["confusion", "bce"] = "confusion",
+        nhwc_head: bool = False,
     ) -> None:
         super().__init__()
         if len(domains) < 2:
@@ -304,7 +311,7 @@ class LatentSpaceMapping(nn.Module):
         self.domains = {d.name: d for d in domains}
         self.names = [d.name for d in domains]
         self.adversarial = check_adversarial(adversarial)
-        self.generators = Generators(domains, ngf, n_blocks, n_down, link_blocks, image_size)
+        self.generators = Generators(domains, ngf, n_blocks, n_down, link_blocks, image_size, nhwc_head)
         latent_size = image_size // 2**n_down
         if critic_layers is None:
             critic_layers = max(1, math.floor(math.log2(latent_size / 3)))
