@@ -20,7 +20,12 @@ what is measured (one CSV row per method):
                            (torch.utils.flop_counter.FlopCounterMode)
   peak_gflops, peak_fraction   fp32 torch.mm peak measured in the same run, same threads
                            (best over --peak-sizes); achieved GFLOP/s / peak
-  conv_peak_gflops         fp32 3x3 convolution (64 channels, 32x32) throughput, for reference
+  conv_peak_gflops         fp32 3x3 convolution (64 channels, 32x32) throughput (oneDNN),
+                           measured in the same run; conv_fraction = achieved GFLOP/s / it
+  vs_reference             the reference step's median time / this row's (same run): the
+                           speed-up over method 'reference', the authors' LSM step (two full
+                           forwards per batch, the critic's backward through the generators,
+                           every term computed on every row and masked)
   infer_ms_per_slice       network(x) -> y logits at batch 1 under inference_mode
                            (infer_ms_per_slice_batched: per slice at --batch-size)
 IODA is measured in its fine-tune stage (--all-stages adds its pre-training stages).
@@ -50,7 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="measure training-step throughput, FLOPs and inference latency of each method",
-        description="Benchmark the training step of basic, SOP, IODA and LSM on synthetic SIT batches.",
+        description=(
+            "Benchmark the training step of basic, SOP, IODA and LSM, and the authors' LSM step "
+            "beside them, on synthetic SIT batches."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,9 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--methods",
         type=csv_list,
-        default=["basic", "sop", "ioda", "lsm"],
+        default=["basic", "sop", "ioda", "lsm", "reference"],
         metavar="M,...",
-        help="(default basic,sop,ioda,lsm)",
+        help="methods, and 'reference' for the authors' LSM step (default basic,sop,ioda,lsm,reference)",
     )
     p.add_argument("--ngf", type=positive_int, default=64, help="generator width (default 64)")
     p.add_argument("--ndf", type=positive_int, default=64, help="latent critic width (default 64)")
@@ -80,6 +88,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights")
     p.add_argument("--compile", action="store_true", help="torch.compile the generators")
+    p.add_argument(
+        "--nhwc-head", action="store_true", help="decoders' 7x7 output convolutions in NHWC (CPU option)"
+    )
     p.add_argument("--threads", type=positive_int, metavar="T", help="torch threads (default: torch's)")
     p.add_argument(
         "--peak-sizes",
@@ -119,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         channels_last=args.channels_last,
         compile=args.compile,
+        nhwc_head=args.nhwc_head,
     )
     rows = run_bench(
         settings,
@@ -133,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.profile:
         folder = Path(args.profile)
         folder.mkdir(parents=True, exist_ok=True)
-        for method in args.methods:
+        for method in [m for m in args.methods if m != "reference"]:
             table = profile_step(settings, method)
             target = folder / f"profile_{method}_ngf{args.ngf}_{args.image_size}px.txt"
             target.write_text(table)

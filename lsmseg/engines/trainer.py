@@ -211,7 +211,7 @@ class SemiSupervisedTrainer(Trainer):
         return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
     def _iteration(self, engine: Engine, batchdata: dict[str, Any]) -> dict[str, torch.Tensor]:
-        batch = self.step.batch(self._to_device(batchdata))
+        batch = self.step.batch(self._to_device(batchdata), batchdata)  # host modes: no sync
         step, weights = self.step, self.stage.weights
         with self._autocast():
             out = step.forward(self.generators, batch)  # the one generator forward of the step

@@ -11,6 +11,10 @@ measured in the same process with the same threads.
 
 IODA has three stages; its ``ioda`` row is the fine-tune stage (the x -> y translation, the
 stage that is scored); ``all_stages`` adds rows for its two auto-encoder pre-training stages.
+
+``reference`` times the authors' LSM step (:mod:`lsmseg.experiments.reference`) on the same
+networks, batch and threads: ``vs_reference`` (its step time over a row's) is measured side by
+side. ``conv_fraction``: achieved FLOP rate over the oneDNN convolution rate of the same run.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ BENCH_COLUMNS: tuple[str, ...] = (
     "amp",
     "channels_last",
     "compile",
+    "nhwc_head",
     "steps",
     "samples_per_s",
     "step_ms",
@@ -64,13 +69,16 @@ BENCH_COLUMNS: tuple[str, ...] = (
     "peak_gflops",
     "peak_fraction",
     "conv_peak_gflops",
+    "conv_fraction",
+    "vs_reference",
     "infer_ms_per_slice",
     "infer_ms_per_slice_batched",
     "load_1m",
     "torch_version",
 )
 
-BENCH_METHODS: tuple[str, ...] = ("basic", "sop", "ioda", "lsm")
+REFERENCE = "reference"  # the authors' LSM step, timed beside the methods
+BENCH_METHODS: tuple[str, ...] = ("basic", "sop", "ioda", "lsm", REFERENCE)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class BenchSettings:
         amp: bf16 autocast (fp16 with loss scaling on GPUs without bf16).
         channels_last: NHWC tensors and weights (the trainer's ``channels_last``).
         compile: ``torch.compile`` the generators (warm-up then includes the compilation).
+        nhwc_head: the decoders' output convolutions in NHWC (``ResnetDecoder``).
         paired_fraction: share of paired rows in the batch; the rest is split evenly into
             x-only and y-only rows, so every loss term of every method is live.
         seed: seed of the synthetic batch and the weights.
@@ -103,6 +112,7 @@ class BenchSettings:
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    nhwc_head: bool = False
     paired_fraction: float = 0.5
     seed: int = 0
 
@@ -127,7 +137,8 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     from lsmseg.methods.terms import method_stages
 
     for m in methods:
-        method_stages(m, ["x", "y"])
+        if m != REFERENCE:
+            method_stages(m, ["x", "y"])
     if not methods:
         raise UsageError("no method given")
     return list(methods)
@@ -143,6 +154,7 @@ def make_network(settings: BenchSettings) -> Any:
         ngf=settings.ngf,
         ndf=settings.ndf,
         image_size=settings.image_size,
+        nhwc_head=settings.nhwc_head,
     )
 
 
@@ -215,6 +227,12 @@ def time_steps(settings: BenchSettings, method: str, stage: int | None = None) -
     """Run ``warmup + steps`` training steps; return the timed ones and the network."""
     from ignite.engine import Events
 
+    if method == REFERENCE:
+        from lsmseg.experiments.reference import time_reference_steps
+
+        step, batch = _reference(settings)
+        wall, cpu = time_reference_steps(step, batch, settings.warmup, settings.steps, settings.amp)
+        return StepTimes(wall, cpu), step.network
     device = resolve_device(settings.device)
     network = make_network(settings)
     batch = synthetic_batch(settings)
@@ -238,9 +256,20 @@ def time_steps(settings: BenchSettings, method: str, stage: int | None = None) -
     return times, network
 
 
+def _reference(settings: BenchSettings) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The authors' step on a fresh network on the device, and the batch there."""
+    from lsmseg.experiments.reference import placed
+
+    device = resolve_device(settings.device)
+    return placed(make_network(settings), synthetic_batch(settings), device, settings.channels_last)
+
+
 def step_flops(settings: BenchSettings, method: str, stage: int | None = None) -> int:
     """FLOPs of one training step as executed, counted on an eager (uncompiled) trainer."""
     eager = BenchSettings(**{**asdict(settings), "compile": False, "warmup": 0, "steps": 1})
+    if method == REFERENCE:
+        step, batch = _reference(eager)
+        return count_flops(lambda: step(batch))
     network = make_network(eager)
     trainer = make_trainer(eager, method, network, [synthetic_batch(eager)], stage)
     return count_flops(trainer.run)
@@ -296,14 +325,13 @@ def measure_method(
     """Time a method's training step and its inference; count the step's FLOPs unless given."""
     from lsmseg.methods.terms import method_stages
 
-    stages = method_stages(method, [Keys.IMAGE, Keys.LABEL])
+    stages = method_stages("lsm" if method == REFERENCE else method, [Keys.IMAGE, Keys.LABEL])
     times, network = time_steps(settings, method, stage)
     single_ms, batched_ms = inference_ms(settings, network)
     if flops is None:
         flops = step_flops(settings, method, stage)
-    return Measurement(
-        method, stages[-1 if stage is None else stage].name, times, flops, single_ms, batched_ms
-    )
+    name = "two_forwards" if method == REFERENCE else stages[-1 if stage is None else stage].name
+    return Measurement(method, name, times, flops, single_ms, batched_ms)
 
 
 def best_of(a: Measurement | None, b: Measurement) -> Measurement:
@@ -318,11 +346,18 @@ def best_of(a: Measurement | None, b: Measurement) -> Measurement:
     )
 
 
-def to_row(settings: BenchSettings, m: Measurement, peak_gflops: float, conv_peak: float) -> dict[str, Any]:
+def to_row(
+    settings: BenchSettings,
+    m: Measurement,
+    peak_gflops: float,
+    conv_peak: float,
+    reference_step_s: float | None = None,
+) -> dict[str, Any]:
     """One CSV row (:data:`BENCH_COLUMNS`); times from the median step.
 
     ``cpu_util`` is the step's CPU time over its wall time times the threads: near 1 the wall
     times are the machine's own; well below 1 other processes took the rest (shared machine).
+    ``vs_reference``: the reference's median step time over this one's (empty without one).
     """
     step_s = statistics.median(m.times.wall)
     cpu_s = statistics.median(m.times.cpu)
@@ -341,6 +376,7 @@ def to_row(settings: BenchSettings, m: Measurement, peak_gflops: float, conv_pea
         "amp": settings.amp,
         "channels_last": settings.channels_last,
         "compile": settings.compile,
+        "nhwc_head": settings.nhwc_head,
         "steps": len(m.times.wall),
         "samples_per_s": round(settings.batch_size / step_s, 3),
         "step_ms": round(step_s * 1e3, 2),
@@ -352,6 +388,8 @@ def to_row(settings: BenchSettings, m: Measurement, peak_gflops: float, conv_pea
         "peak_gflops": round(peak_gflops, 2),
         "peak_fraction": round(achieved / peak_gflops, 4),
         "conv_peak_gflops": round(conv_peak, 2),
+        "conv_fraction": round(achieved / conv_peak, 4),
+        "vs_reference": round(reference_step_s / step_s, 3) if reference_step_s else "",
         "infer_ms_per_slice": round(m.infer_ms, 3),
         "infer_ms_per_slice_batched": round(m.infer_ms_batched, 3),
         "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else "",
@@ -365,7 +403,8 @@ def format_row(row: dict[str, Any]) -> str:
         f"{row['method']:>6} [{row['stage']}]: {row['samples_per_s']:8.2f} samples/s, "
         f"{row['step_ms']:9.1f} ms/step ({row['step_cpu_ms']:.0f} CPU ms, util {row['cpu_util']:.2f}), "
         f"{row['gflops_per_step']:8.2f} GFLOP/step, "
-        f"{100 * row['peak_fraction']:5.1f} % of {row['peak_gflops']:.0f} GFLOP/s, "
+        f"{100 * row['peak_fraction']:5.1f} % of {row['peak_gflops']:.0f} GFLOP/s mm, "
+        f"{100 * row['conv_fraction']:5.1f} % of {row['conv_peak_gflops']:.0f} conv, "
         f"inference {row['infer_ms_per_slice']:.2f} ms/slice"
     )
 
@@ -397,7 +436,7 @@ def run_bench(
     conv_peak = conv_peak_gflops(settings.device)
     jobs: list[tuple[str, int | None]] = []
     for m in methods:
-        n_stages = len(method_stages(m, [Keys.IMAGE, Keys.LABEL]))
+        n_stages = 1 if m == REFERENCE else len(method_stages(m, [Keys.IMAGE, Keys.LABEL]))
         jobs += [(m, i) for i in range(n_stages)] if all_stages and n_stages > 1 else [(m, None)]
     best: dict[tuple[str, int | None], Measurement] = {}
     for r in range(rounds):
@@ -409,12 +448,13 @@ def run_bench(
                 log(f"round {r + 1}/{rounds} " + format_row(to_row(settings, this, peak, conv_peak)))
     peak = max(peak, machine_peak_gflops(settings.device, peak_sizes))
     conv_peak = max(conv_peak, conv_peak_gflops(settings.device))
-    return [to_row(settings, best[job], peak, conv_peak) for job in jobs]
+    ref = best.get((REFERENCE, None))
+    ref_s = statistics.median(ref.times.wall) if ref else None
+    return [to_row(settings, best[job], peak, conv_peak, ref_s) for job in jobs]
 
 
 def _typed(text: str) -> Any:
-    """A cell read back from a CSV: int or float when it is a number (so that writing it again
-    does not quote a negative number as text), else the text."""
+    """A CSV cell as int or float when it is a number (written again, -1.5 stays a number)."""
     for kind in (int, float):
         try:
             return kind(text)

@@ -8,6 +8,7 @@ from lsmseg.losses.masked import (
     masked_mean,
     mse_per_row,
     per_row_mean,
+    rows_mean,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "masked_mean",
     "mse_per_row",
     "per_row_mean",
+    "rows_mean",
 ]

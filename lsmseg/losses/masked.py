@@ -9,13 +9,15 @@ if the zero-filled placeholder held non-finite values.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 
 def per_row_mean(t: torch.Tensor) -> torch.Tensor:
-    """Mean over all non-batch dimensions: (B, ...) -> (B,)."""
-    return t.reshape(t.shape[0], -1).mean(dim=1)
+    """Mean over all non-batch dimensions: (B, ...) -> (B,); B may be 0 (a term without rows)."""
+    return t.reshape(t.shape[0], math.prod(t.shape[1:])).mean(dim=1)
 
 
 def masked_mean(per_row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -23,6 +25,15 @@ def masked_mean(per_row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.to(torch.bool)
     total = torch.where(mask, per_row, torch.zeros_like(per_row)).sum()
     return total / mask.sum().clamp(min=1).to(per_row.dtype)
+
+
+def rows_mean(per_row: torch.Tensor, count: int) -> torch.Tensor:
+    """Mean of ``per_row`` (n,), computed on exactly the rows a term reads; 0 when n = 0.
+
+    The row-only counterpart of :func:`masked_mean`: the same value and gradients, with the
+    count known on the host (no device sync).
+    """
+    return per_row.sum() / max(count, 1)
 
 
 def l1_per_row(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

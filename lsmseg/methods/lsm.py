@@ -10,7 +10,7 @@ row masks are those of ``lsm_method.md``; which terms are on is decided by a met
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,21 +19,51 @@ from torch import nn
 
 from lsmseg.methods.domains import Domain
 from lsmseg.methods.terms import Term, check_adversarial
-from lsmseg.networks import LinkNetwork, PatchDiscriminator
+from lsmseg.networks import LinkNetwork, PatchDiscriminator, ResnetDecoder
 
 
 def _link(a: str, b: str) -> str:
     return f"{a}2{b}"
 
 
+# A set of batch rows by presence: (domains the rows have, domains they lack), e.g.
+# ((x, y), ()) the paired rows, ((x,), (y,)) the x-only rows of a two-domain batch.
+RowSet = tuple[tuple[str, ...], tuple[str, ...]]
+Read = tuple[str, RowSet]  # an output (``l_x``, ``h_x2y`` ...) read on a row set
+
+
+def _pair(a: str, b: str) -> RowSet:
+    return ((a, b), ())
+
+
+def _reads(term: Term, domains: Sequence[str]) -> list[Read]:
+    """The outputs a term reads and on which rows (lsm_method.md, "Losses")."""
+    a, b = term.a, term.b
+    if term.kind == "rec":
+        return [(f"l_{a}", ((a,), ())), (f"rec_{a}", ((a,), ()))]
+    if term.kind in ("sup", "lat") and b is not None:
+        rows = _pair(a, b)
+        last = f"tr_{_link(a, b)}" if term.kind == "sup" else f"l_{b}"
+        return [(f"l_{a}", rows), (f"h_{_link(a, b)}", rows), (last, rows)]
+    if term.kind == "adv":
+        reads: list[Read] = []
+        for o in domains:
+            if o != a:  # fakes h_oa(l_o) on rows with o but not a; reals l_a on rows with a, not o
+                reads += [(f"l_{o}", ((o,), (a,))), (f"h_{_link(o, a)}", ((o,), (a,)))]
+                reads.append((f"l_{a}", ((a,), (o,))))
+        return reads
+    raise ValueError(f"the latent step has no loss term {term.name!r}")
+
+
 @dataclass(frozen=True)
 class Plan:
-    """What one training forward must compute for a set of weighted terms."""
+    """What one training forward must compute for a set of weighted terms, and on which rows."""
 
     encode: frozenset[str] = frozenset()
     links: frozenset[tuple[str, str]] = frozenset()
     reconstruct: frozenset[str] = frozenset()
     translate: frozenset[tuple[str, str]] = frozenset()
+    reads: frozenset[Read] = frozenset()
 
     @classmethod
     def for_terms(cls, terms: Iterable[Term], domains: Sequence[str]) -> Plan:
@@ -42,7 +72,9 @@ class Plan:
         links: set[tuple[str, str]] = set()
         rec: set[str] = set()
         tr: set[tuple[str, str]] = set()
+        reads: set[Read] = set()
         for term in terms:
+            reads.update(_reads(term, domains))
             if term.kind == "rec":
                 enc.add(term.a)
                 rec.add(term.a)
@@ -52,12 +84,103 @@ class Plan:
                 links.add((a, b))
                 if term.kind == "sup":
                     tr.add((a, b))
-            elif term.kind == "adv":
+            else:  # adv: every other domain mapped into the judged one
                 enc.update(domains)
                 links.update((a, term.a) for a in domains if a != term.a)
-            else:
-                raise ValueError(f"the latent step has no loss term {term.name!r}")
-        return cls(frozenset(enc), frozenset(links), frozenset(rec), frozenset(tr))
+        return cls(frozenset(enc), frozenset(links), frozenset(rec), frozenset(tr), frozenset(reads))
+
+    def parents(self) -> dict[str, str]:
+        """Each output's input: ``l_d`` <- domain d's values, ``h_a2b`` <- ``l_a``,
+        ``rec_d`` <- ``l_d``, ``tr_a2b`` <- ``h_a2b``; children listed before their parents."""
+        out = {f"tr_{_link(a, b)}": f"h_{_link(a, b)}" for a, b in sorted(self.translate)}
+        out |= {f"rec_{d}": f"l_{d}" for d in sorted(self.reconstruct)}
+        out |= {f"h_{_link(a, b)}": f"l_{a}" for a, b in sorted(self.links)}
+        return out | {f"l_{d}": d for d in sorted(self.encode)}
+
+    def rows(self, present: Mapping[str, torch.Tensor]) -> Rows:
+        """Which rows each output is computed on: those some term reads (host side, no sync).
+
+        Args:
+            present: {domain: (B,) bool} on the CPU (from the batch's modes before the copy to
+                the device).
+        """
+        sets = {rs for _, rs in self.reads}
+        masks = {rs: _row_mask(rs, present) for rs in sets}
+        need: dict[str, torch.Tensor] = {}
+        for name, rs in self.reads:
+            need[name] = need[name] | masks[rs] if name in need else masks[rs].clone()
+        parents = self.parents()
+        encoded = {f"l_{d}" for d in self.encode}  # parents of these are the batch's values
+        for child, parent in parents.items():  # a child's rows are computed from its parent's
+            if child not in encoded:
+                need[parent] |= need[child]
+        index = {name: m.nonzero().reshape(-1) for name, m in need.items()}
+        batch = next(iter(present.values())).shape[0]
+        take = {}
+        for child, parent in parents.items():
+            rows_in = torch.arange(batch) if child in encoded else index[parent]
+            take[child] = _positions(rows_in, index[child])
+        at = {(name, rs): _positions(index[name], masks[rs].nonzero().reshape(-1)) for name, rs in self.reads}
+        return Rows(
+            {k: v for k, v in take.items() if v is not None},
+            {k: v for k, v in at.items() if v is not None},
+            {rs: m.nonzero().reshape(-1) for rs, m in masks.items()},
+        )
+
+
+def _row_mask(rows: RowSet, present: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(B,) bool: rows that have every domain of ``rows[0]`` and none of ``rows[1]``."""
+    has, lacks = rows
+    mask = torch.ones_like(next(iter(present.values())), dtype=torch.bool)
+    for d in has:
+        mask &= present[d].to(torch.bool)
+    for d in lacks:
+        mask &= ~present[d].to(torch.bool)
+    return mask
+
+
+def _positions(rows_in: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+    """Positions of the (sorted) global ``rows`` in a tensor computed on ``rows_in``; None when
+    they are all of it, in order (nothing to select)."""
+    if torch.equal(rows_in, rows):
+        return None
+    return torch.searchsorted(rows_in, rows)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows of one batch each output is computed on, as index tensors (built on the host).
+
+    Attributes:
+        take: output -> positions in its parent's rows that it is computed on (absent: all).
+        at: (output, row set) -> positions of the row set's rows in that output (absent: all).
+        index: row set -> its global row indices (to gather the targets of a term).
+    """
+
+    take: dict[str, torch.Tensor]
+    at: dict[Read, torch.Tensor]
+    index: dict[RowSet, torch.Tensor]
+
+    def to(self, device: torch.device) -> Rows:
+        """The same indices on ``device`` (non-blocking copies: the host never waits)."""
+
+        def move(d: dict) -> dict:
+            return {k: v.to(device, non_blocking=True) for k, v in d.items()}
+
+        return Rows(move(self.take), move(self.at), move(self.index))
+
+    def count(self, rows: RowSet) -> int:
+        """How many rows a row set has (a host integer: no device sync)."""
+        return int(self.index[rows].shape[0])
+
+    def read(self, out: Mapping[str, torch.Tensor], name: str, rows: RowSet) -> torch.Tensor:
+        """Output ``name`` on the rows of ``rows``: (n, ...) from the output's computed rows."""
+        pos = self.at.get((name, rows))
+        return out[name] if pos is None else out[name][pos]
+
+    def gather(self, values: torch.Tensor, rows: RowSet) -> torch.Tensor:
+        """Batch values (B, ...) on the rows of ``rows``: (n, ...)."""
+        return values[self.index[rows]]
 
 
 class Generators(nn.Module):
@@ -75,6 +198,7 @@ class Generators(nn.Module):
         n_down: int,
         link_blocks: int,
         image_size: int,
+        nhwc_head: bool = False,
     ) -> None:
         super().__init__()
         latent_size = image_size // 2**n_down
@@ -84,6 +208,9 @@ class Generators(nn.Module):
         self.decoders = nn.ModuleDict(
             {d.name: d.make_decoder(ngf, n_blocks, n_down, latent_size) for d in domains}
         )
+        for decoder in self.decoders.values():
+            if isinstance(decoder, ResnetDecoder):
+                decoder.nhwc_head = nhwc_head
         latent_channels = ngf * 2**n_down
         pairs = [(a.name, b.name) for a in domains for b in domains if a.name != b.name]
         if len({_link(a, b) for a, b in pairs}) != len(pairs):
@@ -91,22 +218,38 @@ class Generators(nn.Module):
             raise ValueError(f"domain names {[d.name for d in domains]} give two links the same name")
         self.links = nn.ModuleDict({_link(a, b): LinkNetwork(latent_channels, link_blocks) for a, b in pairs})
 
-    def forward(self, inputs: dict[str, torch.Tensor], plan: Plan) -> dict[str, torch.Tensor]:
+    def forward(
+        self, inputs: dict[str, torch.Tensor], plan: Plan, take: Mapping[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Run the plan on encoder inputs {domain: (B, ...)}.
 
+        ``take`` (:attr:`Rows.take`) computes each output only on the rows some term reads:
+        output -> positions in its parent's rows; without it (or for an output it leaves out)
+        every row of the parent. InstanceNorm normalises each row alone, so a row's outputs do
+        not depend on which other rows are computed.
+
         Returns:
-            ``l_<d>``: latent (B, C_l, h, w); ``h_<a>2<b>``: mapped latent h_ab(l_a);
-            ``rec_<d>``: reconstruction logits; ``tr_<a>2<b>``: translation logits.
+            ``l_<d>``: latent (n, C_l, h, w); ``h_<a>2<b>``: mapped latent h_ab(l_a);
+            ``rec_<d>``: reconstruction logits; ``tr_<a>2<b>``: translation logits; n = B
+            without ``take``, else the output's rows.
         """
+        take = take or {}
+
+        def rows(name: str, values: torch.Tensor) -> torch.Tensor:
+            # Indexing (not index_select) keeps NHWC tensors NHWC (``channels_last``).
+            return values[take[name]] if name in take else values
+
         out: dict[str, torch.Tensor] = {}
         for d in sorted(plan.encode):
-            out[f"l_{d}"] = self.encoders[d](inputs[d])
+            out[f"l_{d}"] = self.encoders[d](rows(f"l_{d}", inputs[d]))
         for a, b in sorted(plan.links):
-            out[f"h_{_link(a, b)}"] = self.links[_link(a, b)](out[f"l_{a}"])
+            name = f"h_{_link(a, b)}"
+            out[name] = self.links[_link(a, b)](rows(name, out[f"l_{a}"]))
         for d in sorted(plan.reconstruct):
-            out[f"rec_{d}"] = self.decoders[d](out[f"l_{d}"])
+            out[f"rec_{d}"] = self.decoders[d](rows(f"rec_{d}", out[f"l_{d}"]))
         for a, b in sorted(plan.translate):
-            out[f"tr_{_link(a, b)}"] = self.decoders[b](out[f"h_{_link(a, b)}"])
+            name = f"tr_{_link(a, b)}"
+            out[name] = self.decoders[b](rows(name, out[f"h_{_link(a, b)}"]))
         return out
 
     def translate(self, values: torch.Tensor, a: Domain, b: Domain) -> torch.Tensor:
@@ -145,6 +288,8 @@ class LatentSpaceMapping(nn.Module):
         image_size: spatial size of image domains (sets the latent size of vector domains).
         adversarial: ``confusion`` (paper: critic on 1/0, generator against 0.5) or ``bce``
             (standard GAN, the reference's default).
+        nhwc_head: run the decoders' 7x7 output convolutions in NHWC (``ResnetDecoder``; same
+            weights, a CPU speed option).
     """
 
     def __init__(
@@ -158,6 +303,7 @@ class LatentSpaceMapping(nn.Module):
         critic_layers: int | None = None,
         image_size: int = 128,
         adversarial: Literal["confusion", "bce"] = "confusion",
+        nhwc_head: bool = False,
     ) -> None:
         super().__init__()
         if len(domains) < 2:
@@ -165,7 +311,7 @@ class LatentSpaceMapping(nn.Module):
         self.domains = {d.name: d for d in domains}
         self.names = [d.name for d in domains]
         self.adversarial = check_adversarial(adversarial)
-        self.generators = Generators(domains, ngf, n_blocks, n_down, link_blocks, image_size)
+        self.generators = Generators(domains, ngf, n_blocks, n_down, link_blocks, image_size, nhwc_head)
         latent_size = image_size // 2**n_down
         if critic_layers is None:
             critic_layers = max(1, math.floor(math.log2(latent_size / 3)))

@@ -26,12 +26,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from lsmseg.keys import Keys, Mode
-from lsmseg.losses import bce_per_row, l1_per_row, masked_mean
+from lsmseg.losses import bce_per_row, l1_per_row, masked_mean, rows_mean
 from lsmseg.methods.domains import Domain
 from lsmseg.methods.gan import (
     GAN_BETAS,
@@ -42,7 +43,7 @@ from lsmseg.methods.gan import (
     check_gan_loss,
     gan_per_row,
 )
-from lsmseg.methods.lsm import LatentSpaceMapping, Plan
+from lsmseg.methods.lsm import LatentSpaceMapping, Plan, Rows, RowSet
 from lsmseg.methods.terms import Stage, StepKind, Term
 
 Outputs = dict[str, torch.Tensor]  # named outputs of a step's forward (``l_x``, ``tr_x2y`` ...)
@@ -51,11 +52,26 @@ Outputs = dict[str, torch.Tensor]  # named outputs of a step's forward (``l_x``,
 @dataclass
 class Batch:
     """A training batch by domain: views {domain: (B, ...)} as stored, present {domain: (B,) bool},
-    inputs {domain: encoder input (B, ...)} (one-hot masks)."""
+    inputs {domain: encoder input (B, ...)} (one-hot masks), and for the latent step the rows
+    each output is computed on (:class:`~lsmseg.methods.lsm.Rows`, on the device)."""
 
     views: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    rows: Rows | None = None
+
+
+def presence(raw: Mapping[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+    """{domain: (B,) bool} from ``raw["present"]`` (B, N) when given (N domains), else from the
+    row ``Mode`` (two domains): PAIRED has both, X_ONLY only x, Y_ONLY only y."""
+    if "present" in raw:
+        present_bn = raw["present"].to(torch.bool)
+        return {d: present_bn[:, i] for i, d in enumerate(names)}
+    mode = raw[Keys.MODE].reshape(-1)
+    return {
+        names[0]: (mode == Mode.PAIRED) | (mode == Mode.X_ONLY),
+        names[1]: (mode == Mode.PAIRED) | (mode == Mode.Y_ONLY),
+    }
 
 
 class Step(ABC):
@@ -74,25 +90,16 @@ class Step(ABC):
     def __init__(self, network: LatentSpaceMapping) -> None:
         self.network = network
 
-    def batch(self, raw: Mapping[str, torch.Tensor]) -> Batch:
-        """Views and per-row presence of a collated batch (on the device).
+    def batch(self, raw: Mapping[str, torch.Tensor], host: Mapping[str, Any] | None = None) -> Batch:
+        """Views and per-row presence (:func:`presence`) of a collated batch (on the device).
 
-        Presence comes from ``raw["present"]`` (B, N) when given (N domains), else from the
-        row ``Mode`` (two domains): PAIRED has both, X_ONLY only x, Y_ONLY only y.
+        ``host`` is the same batch before its copy to the device: steps that index rows read
+        the modes from it, so the GPU never waits for the host to learn them.
         """
         names, domains = self.network.names, self.network.domains
         views = {d: raw[d] for d in names}
-        if "present" in raw:
-            present_bn = raw["present"].to(torch.bool)
-            present = {d: present_bn[:, i] for i, d in enumerate(names)}
-        else:
-            mode = raw[Keys.MODE].reshape(-1)
-            present = {
-                names[0]: (mode == Mode.PAIRED) | (mode == Mode.X_ONLY),
-                names[1]: (mode == Mode.PAIRED) | (mode == Mode.Y_ONLY),
-            }
         inputs = {d: domains[d].to_input(v) for d, v in views.items()}
-        return Batch(views, present, inputs)
+        return Batch(views, presence(raw, names), inputs)
 
     def begin(self, stage: Stage) -> None:  # noqa: B027 - a hook: only the latent step needs it
         """Prepare for a stage's terms (the latent step derives its forward plan)."""
@@ -120,6 +127,13 @@ class LatentStep(Step):
     Terms: ``rec`` (reconstruction, rows with the view), ``sup`` (translation, paired rows),
     ``lat`` (L1 between h_ab(l_a) and l_b, paired rows), ``adv`` (latent adversarial, unpaired
     rows; ``network.adversarial`` picks confusion or BCE), see ``lsm_method.md``.
+
+    Each encoder, link and decoder runs only on the rows some term reads, and each critic only
+    on the unpaired rows it judges (:meth:`Plan.rows`): the losses and gradients are those of
+    the masked terms on full batches (``lsmseg.experiments.reference``), at a fraction of the
+    FLOPs. A term without rows runs its networks on an empty batch: its loss is 0 and every
+    parameter it reaches still gets a (zero) gradient, as in the masked step, so an fp16 loss
+    scaler sees the same parameters and optimiser state stays in step.
     """
 
     betas = (0.9, 0.999)  # the LSM reference
@@ -134,25 +148,36 @@ class LatentStep(Step):
         """Compute only the encodings, links and decodings the stage's terms read."""
         self.plan = Plan.for_terms(stage.weights, self.network.names)
 
+    def batch(self, raw: Mapping[str, torch.Tensor], host: Mapping[str, Any] | None = None) -> Batch:
+        """The batch and its row indices, built from the host's modes (``host``) when given;
+        else from ``raw``'s (one device sync on a GPU)."""
+        batch = super().batch(raw, host)
+        present = presence(host if host is not None else raw, self.network.names)
+        device = next(iter(batch.views.values())).device
+        batch.rows = self.plan.rows({d: p.cpu() for d, p in present.items()}).to(device)
+        return batch
+
     def forward(self, generators: nn.Module, batch: Batch) -> Outputs:
-        """Encode, map, decode: ``l_d``, ``h_a2b``, ``rec_d``, ``tr_a2b`` (see ``Generators``)."""
-        return generators(batch.inputs, self.plan)
+        """Encode, map, decode: ``l_d``, ``h_a2b``, ``rec_d``, ``tr_a2b`` on their rows."""
+        return generators(batch.inputs, self.plan, _rows(batch).take)
 
     def _critic_scores(
         self, critics: nn.Module, b: str, out: Outputs, batch: Batch, detach: bool
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """For critic b and each a != b: logits of fakes h_ab(l_a) and reals l_b (one critic call
-        per pair), fake rows (a without b) and real rows (b without a)."""
-        p = batch.present
+    ) -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
+        """For critic b and each a != b: logits of fakes h_ab(l_a) on the rows with a but not b
+        and of reals l_b on the rows with b but not a (one critic call per pair), and their counts."""
+        rows = _rows(batch)
         scores = []
         for a in self.network.names:
             if a == b:
                 continue
-            fake, real = out[f"h_{a}2{b}"], out[f"l_{b}"]
+            fake_rows: RowSet = ((a,), (b,))
+            real_rows: RowSet = ((b,), (a,))
+            fake, real = rows.read(out, f"h_{a}2{b}", fake_rows), rows.read(out, f"l_{b}", real_rows)
             codes = torch.cat([fake, real]).detach() if detach else torch.cat([fake, real])
             logits = critics({b: codes})[b]
-            n = fake.shape[0]
-            scores.append((logits[:n], logits[n:], p[a] & ~p[b], p[b] & ~p[a]))
+            n = rows.count(fake_rows)
+            scores.append((logits[:n], logits[n:], n, rows.count(real_rows)))
         return scores
 
     def critic_loss(
@@ -163,44 +188,58 @@ class LatentStep(Step):
         for term in terms:
             if term.kind != "adv":
                 continue
-            for fake, real, fake_rows, real_rows in self._critic_scores(critics, term.a, out, batch, True):
-                total = total + masked_mean(bce_per_row(fake, 0.0), fake_rows)
-                total = total + masked_mean(bce_per_row(real, 1.0), real_rows)
+            for fake, real, n_fake, n_real in self._critic_scores(critics, term.a, out, batch, True):
+                total = total + rows_mean(bce_per_row(fake, 0.0), n_fake)
+                total = total + rows_mean(bce_per_row(real, 1.0), n_real)
         return total
 
     def _adversarial(self, critics: nn.Module, b: str, out: Outputs, batch: Batch) -> torch.Tensor:
         """Generator side of L_adv on domain b's latent space."""
         loss = torch.zeros((), device=out[f"l_{b}"].device)
-        for fake, real, fake_rows, real_rows in self._critic_scores(critics, b, out, batch, False):
+        for fake, real, n_fake, n_real in self._critic_scores(critics, b, out, batch, False):
             if self.network.adversarial == "confusion":
                 # Tzeng et al. 2015: both codes pushed towards a critic output of 0.5.
-                loss = loss + masked_mean(bce_per_row(fake, 0.5), fake_rows)
-                loss = loss + masked_mean(bce_per_row(real, 0.5), real_rows)
+                loss = loss + rows_mean(bce_per_row(fake, 0.5), n_fake)
+                loss = loss + rows_mean(bce_per_row(real, 0.5), n_real)
             else:
-                loss = loss + masked_mean(bce_per_row(fake, 1.0), fake_rows)
+                loss = loss + rows_mean(bce_per_row(fake, 1.0), n_fake)
         return loss
+
+    def _output_loss(self, out: Outputs, name: str, d: str, rows_of: RowSet, batch: Batch) -> torch.Tensor:
+        """Domain d's output loss of decoder output ``name`` against d's views, on ``rows_of``."""
+        rows = _rows(batch)
+        logits, target = rows.read(out, name, rows_of), rows.gather(batch.views[d], rows_of)
+        n = rows.count(rows_of)
+        every = torch.ones(n, dtype=torch.bool, device=logits.device)  # all these rows have d
+        return rows_mean(self.network.domains[d].loss_per_row(logits, target, every), n)
 
     def generator_terms(
         self, critics: nn.Module, out: Outputs, batch: Batch, terms: Mapping[Term, float]
     ) -> dict[Term, torch.Tensor]:
         """L_rec, L_sup, L_lat, L_adv as switched on by the stage."""
-        p, v, domains = batch.present, batch.views, self.network.domains
+        rows = _rows(batch)
         losses: dict[Term, torch.Tensor] = {}
         for term in terms:
             a, b = term.a, term.b
             if term.kind == "rec":
-                losses[term] = masked_mean(domains[a].loss_per_row(out[f"rec_{a}"], v[a], p[a]), p[a])
+                losses[term] = self._output_loss(out, f"rec_{a}", a, ((a,), ()), batch)
             elif term.kind == "sup" and b is not None:
-                rows = p[a] & p[b]
-                losses[term] = masked_mean(domains[b].loss_per_row(out[f"tr_{a}2{b}"], v[b], rows), rows)
+                losses[term] = self._output_loss(out, f"tr_{a}2{b}", b, ((a, b), ()), batch)
             elif term.kind == "lat" and b is not None:
-                rows = p[a] & p[b]
-                losses[term] = masked_mean(l1_per_row(out[f"h_{a}2{b}"].float(), out[f"l_{b}"].float()), rows)
+                paired: RowSet = ((a, b), ())
+                mapped, target = rows.read(out, f"h_{a}2{b}", paired), rows.read(out, f"l_{b}", paired)
+                losses[term] = rows_mean(l1_per_row(mapped.float(), target.float()), rows.count(paired))
             elif term.kind == "adv":
                 losses[term] = self._adversarial(critics, a, out, batch)
             else:
                 raise ValueError(f"the latent step has no loss term {term.name!r}")
         return losses
+
+
+def _rows(batch: Batch) -> Rows:
+    if batch.rows is None:
+        raise ValueError("a latent step batch needs its rows: build it with LatentStep.batch")
+    return batch.rows
 
 
 def _plane_size(batch: Batch, domains: list[Domain]) -> tuple[int, int]:

@@ -19,8 +19,8 @@ def test_bench_writes_one_row_per_method_with_every_column(tmp_path: Path, capsy
         reader = csv.DictReader(f)
         rows = list(reader)
     assert tuple(reader.fieldnames or ()) == BENCH_COLUMNS
-    assert [r["method"] for r in rows] == ["basic", "sop", "ioda", "lsm"]
-    assert rows[2]["stage"] == "finetune"
+    assert [r["method"] for r in rows] == ["basic", "sop", "ioda", "lsm", "reference"]
+    assert rows[2]["stage"] == "finetune" and rows[4]["vs_reference"] == "1.0"
     for r in rows:
         assert (r["torch_threads"], r["image_size"], r["ngf"], r["batch_size"], r["steps"]) == (
             "1",
@@ -29,7 +29,7 @@ def test_bench_writes_one_row_per_method_with_every_column(tmp_path: Path, capsy
             "4",
             "2",
         )
-    assert capsys.readouterr().out.count("samples/s") == 4
+    assert capsys.readouterr().out.count("samples/s") == 5
 
 
 def test_bench_profile_rounds_and_append(tmp_path: Path, capsys) -> None:

@@ -107,3 +107,14 @@ def test_bad_settings_fail_with_the_valid_choices() -> None:
         BenchSettings(image_size=30)
     with pytest.raises(UsageError, match="valid: cpu, cuda"):
         BenchSettings(device="tpu")
+
+
+def test_the_reference_step_costs_more_than_lsm_and_sets_the_ratio() -> None:
+    """Two forwards and a critic backward through the generators: more FLOPs than the row-only
+    LSM step; each row's ``vs_reference`` is the reference's median step time over its own."""
+    assert step_flops(TINY, "reference") > 2 * step_flops(TINY, "lsm")
+    rows = run_bench(TINY, ["lsm", "reference"], peak_sizes=(128,))
+    lsm, ref = rows
+    assert ref["stage"] == "two_forwards" and ref["vs_reference"] == 1.0
+    assert math.isclose(lsm["vs_reference"], ref["step_ms"] / lsm["step_ms"], rel_tol=0.01)
+    assert math.isclose(lsm["conv_fraction"], lsm["achieved_gflops"] / lsm["conv_peak_gflops"], rel_tol=0.02)

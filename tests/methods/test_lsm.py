@@ -54,3 +54,15 @@ def test_generators_forward_runs_the_plan() -> None:
     assert set(out) == {"l_image", "l_label", "h_image2label", "tr_image2label", "rec_label"}
     assert out["l_image"].shape == (2, 16, 8, 8)  # ngf * 2**n_down channels, 32 / 2**2 pixels
     assert torch.equal(out["tr_image2label"], model(inputs["image"]))
+
+
+def test_nhwc_head_reaches_every_image_decoder_and_keeps_the_state_dict() -> None:
+    domains = [Domain("image", "image", 1), Domain("label", "mask", 3)]
+    torch.manual_seed(0)
+    plain = LatentSpaceMapping(domains, ngf=4, ndf=4, image_size=32)
+    torch.manual_seed(0)
+    fast = LatentSpaceMapping(domains, ngf=4, ndf=4, image_size=32, nhwc_head=True)
+    assert all(d.nhwc_head for d in fast.generators.decoders.values())
+    assert plain.state_dict().keys() == fast.state_dict().keys()
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(plain(x), fast(x), atol=1e-6)

@@ -5,9 +5,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from lsmseg.engines import SemiSupervisedTrainer
+from lsmseg.experiments.reference import full_batch, masked_critic_loss, masked_terms
 from lsmseg.keys import Mode
-from lsmseg.methods import CycleGANStep, Domain, LatentStep, Pix2PixStep, Step, make_step, method_stages
-from tests.helpers.methods import losses_and_grads, mixed_batch, tiny_lsm
+from lsmseg.methods import CycleGANStep, Domain, LatentStep, Pix2PixStep, Plan, Step, make_step, method_stages
+from tests.helpers.methods import MIXED, losses_and_grads, mixed_batch, tiny_lsm
 
 STEPS = {"lsm": LatentStep, "pix2pix": Pix2PixStep, "cyclegan": CycleGANStep}
 
@@ -171,3 +172,96 @@ def test_a_domain_named_t2w_trains() -> None:
     changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
     assert any(k.startswith("generators.links.t2w2label.") for k in changed)
     assert any(k.startswith("critics.critics.t2w.") for k in changed)
+
+
+def _masked_losses_and_grads(
+    step: Step, raw: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The masked definition: every output on every row, each term masked per row."""
+    model, terms = step.network, method_stages("lsm", step.network.names)[0].weights
+    model.zero_grad(set_to_none=True)
+    batch = full_batch(model, raw)
+    out = model.generators(batch.inputs, Plan.for_terms(terms, model.names))
+    losses = {t.name: v for t, v in masked_terms(model, model.critics, out, batch, terms).items()}
+    losses["critic"] = masked_critic_loss(model, model.critics, out, batch, terms)
+    torch.stack(list(losses.values())).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {k: v.detach() for k, v in losses.items()}, grads
+
+
+@pytest.mark.parametrize(
+    "modes",
+    [
+        MIXED,
+        [Mode.PAIRED] * 4,  # no unpaired rows: the critics judge nothing
+        [Mode.X_ONLY, Mode.Y_ONLY, Mode.X_ONLY, Mode.Y_ONLY],  # no pairs: no sup, no lat
+        [Mode.X_ONLY] * 3,  # no y at all: rec_label, sup, lat and the real codes of y have no rows
+        [Mode.Y_ONLY, Mode.PAIRED, Mode.Y_ONLY, Mode.X_ONLY, Mode.PAIRED],  # rows interleaved
+    ],
+    ids=["mixed", "all_paired", "all_unpaired", "x_only", "interleaved"],
+)
+@pytest.mark.parametrize("adversarial", ["confusion", "bce"])
+def test_row_only_step_equals_the_masked_terms(modes: list[Mode], adversarial: str) -> None:
+    """Computing only the rows each term reads changes no loss and no gradient (float rounding)."""
+    step = _step("lsm", adversarial)
+    raw = mixed_batch(modes)
+    losses, grads = losses_and_grads(step, "lsm", raw)
+    masked, masked_grads = _masked_losses_and_grads(step, raw)
+    assert losses.keys() == masked.keys() and grads.keys() == masked_grads.keys()
+    for k in losses:
+        assert torch.allclose(losses[k], masked[k], rtol=1e-6, atol=1e-6), (k, losses[k], masked[k])
+    # float32 sums over other batch sizes round differently: about 5e-7 of the gradient's norm
+    # (the biases before an InstanceNorm have gradients of pure rounding noise, ~1e-7).
+    g, m = (torch.cat([d[n].reshape(-1) for n in sorted(d)]) for d in (grads, masked_grads))
+    assert float((g - m).norm()) <= 2e-6 * float(m.norm())
+    assert all(torch.allclose(grads[n], masked_grads[n], rtol=0, atol=1e-5) for n in grads)
+
+
+def test_row_only_forward_computes_only_the_rows_terms_read() -> None:
+    """Mixed batch of 6 (2 paired, 2 x-only, 2 y-only): E_x on the 4 rows with x, the translation
+    on the 2 paired rows, the mapped codes h_xy on the 4 rows with x (pairs for L_lat, x-only
+    rows as the critic's fakes)."""
+    step = _step("lsm")
+    out = step.forward(step.generators, step.batch(mixed_batch()))
+    rows = {k: v.shape[0] for k, v in out.items()}
+    assert rows == {
+        "l_image": 4,
+        "l_label": 4,
+        "h_image2label": 4,
+        "h_label2image": 4,
+        "rec_image": 4,
+        "rec_label": 4,
+        "tr_image2label": 2,
+        "tr_label2image": 2,
+    }
+    basic = _step("basic")
+    out = basic.forward(basic.generators, basic.batch(mixed_batch()))
+    assert {k: v.shape[0] for k, v in out.items()} == {"l_image": 2, "h_image2label": 2, "tr_image2label": 2}
+
+
+def test_a_critic_without_rows_still_steps_through_an_fp16_scaler() -> None:
+    """All-paired batch: the critics run on empty batches, so every critic parameter gets a
+    zero gradient and the loss scaler records its inf checks (it would refuse to step otherwise)."""
+    step = _step("lsm")
+    terms = method_stages("lsm", step.network.names)[0].weights
+    batch = step.batch(mixed_batch([Mode.PAIRED] * 3))
+    out = step.forward(step.generators, batch)
+    loss = step.critic_loss(step.critics, out, batch, terms)
+    optimizer = torch.optim.Adam(step.critics.parameters())
+    scaler = torch.amp.GradScaler("cpu")
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    assert float(loss.detach()) == 0.0
+    assert all(p.grad is not None and not p.grad.any() for p in step.critics.parameters())
+
+
+def test_modes_read_from_the_host_batch() -> None:
+    """With the host copy of the batch given, the row indices come from its modes."""
+    step = _step("lsm")
+    raw = mixed_batch()
+    host = dict(raw)
+    from_host, from_raw = step.batch(raw, host), step.batch(raw)
+    assert from_host.rows is not None and from_raw.rows is not None
+    assert from_host.rows.take.keys() == from_raw.rows.take.keys()
+    assert all(torch.equal(from_host.rows.take[k], from_raw.rows.take[k]) for k in from_raw.rows.take)

@@ -21,3 +21,24 @@ def test_weights_are_normal_0_02_and_biases_zero() -> None:
     w = torch.cat([m.weight.flatten() for m in enc.modules() if isinstance(m, torch.nn.Conv2d)])
     assert abs(float(w.std()) - 0.02) < 0.002
     assert all(float(m.bias.abs().max()) == 0 for m in enc.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_nhwc_head_is_the_same_decoder_in_another_layout() -> None:
+    """Same state dict, same logits and gradients (float rounding); only the head runs NHWC."""
+    torch.manual_seed(0)
+    nchw = ResnetDecoder(2, ngf=4)
+    nhwc = ResnetDecoder(2, ngf=4, nhwc_head=True)
+    nhwc.load_state_dict(nchw.state_dict())
+    z = torch.randn(3, 16, 8, 8)
+    seen: list[bool] = []
+    nhwc.model[-1].register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    a, b = nchw(z), nhwc(z)
+    assert seen == [True] and a.shape == b.shape == (3, 2, 32, 32)
+    assert torch.allclose(a, b, atol=1e-6)
+    a.square().mean().backward()
+    b.square().mean().backward()
+    for pa, pb in zip(nchw.parameters(), nhwc.parameters(), strict=True):
+        assert pa.grad is not None and pb.grad is not None
+        assert torch.allclose(pa.grad, pb.grad, rtol=1e-4, atol=1e-6)
