@@ -27,7 +27,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -85,16 +84,6 @@ def write_bundle(folder: Path, ngf: int, image_size: int) -> Path:
     return folder
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, work: Path) -> list[dict]:
     """Segment an n-slice phantom cohort once per (ngf, image_size); one result row each."""
     import torch
@@ -102,6 +91,7 @@ def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, w
     import lsmseg
     from lsmseg.clinical import segment_cohort
     from lsmseg.data.phantom import write_cohort
+    from lsmseg.experiments.flops import device_name
 
     cohort = work / "cohort"
     print(f"writing {n} phantom DICOM slices (512x512) ...", flush=True)
@@ -141,7 +131,7 @@ def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, w
             "total_s": round(total, 2),
             "torch": torch.__version__,
             "lsmseg": lsmseg.__version__,
-            "cpu": _cpu_name(),
+            "cpu": device_name("cpu"),
         }
         print(
             "  "

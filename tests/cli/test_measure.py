@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lsmseg.cli.main import main
 from lsmseg.data.phantom import write_cohort
+from tests.helpers.cli import probe_cli
 from tests.helpers.clinical import read_csv
 
 AREAS = ("muscle_area_cm2", "imat_area_cm2", "sat_area_cm2", "vat_area_cm2")
@@ -25,26 +24,18 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_help_answers_without_importing_torch() -> None:
-    code = (
-        "import sys\n"
-        "from lsmseg.cli.main import main\n"
-        "for argv in (['measure', '--help'], ['measure', 'x', '--out', 'o'],"
-        " ['measure', 'x', '--masks', 'm', '--out', 'o', '--vat-hu', '1']):\n"
-        "    try:\n"
-        "        main(argv)\n"
-        "    except SystemExit as e:\n"
-        "        print('exit', e.code)\n"
-        "heavy = sorted(m for m in ('torch', 'monai', 'highdicom', 'matplotlib') if m in sys.modules)\n"
-        "print('heavy', heavy)\n"
+    out = probe_cli(
+        ["measure", "--help"],
+        ["measure", "x", "--out", "o"],
+        ["measure", "x", "--masks", "m", "--out", "o", "--vat-hu", "1"],
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "heavy []" in done.stdout, done.stdout + done.stderr
-    assert done.stdout.count("exit 2") == 2 and "exit 0" in done.stdout
+    assert "heavy []" in out, out
+    assert out.count("exit 2") == 2 and "exit 0" in out
     for text in ("--masks DIR", "--out DIR", "--patients CSV", "--vat-hu MIN,MAX", "--no-refine"):
-        assert text in done.stdout
-    assert "multi-slice labelmap" in done.stdout and "<dataset>/masks/<case_id>.nii.gz" in done.stdout
-    assert "the following arguments are required: --masks" in done.stderr
-    assert "Traceback" not in done.stderr
+        assert text in out
+    assert "multi-slice labelmap" in out and "<dataset>/masks/<case_id>.nii.gz" in out
+    assert "the following arguments are required: --masks" in out
+    assert "Traceback" not in out
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -15,6 +13,7 @@ import torch
 
 from lsmseg.cli.main import main
 from lsmseg.data.phantom import write_cohort
+from tests.helpers.cli import probe_cli
 from tests.helpers.clinical import (
     TINY_NGF,
     TINY_SIZE,
@@ -74,26 +73,18 @@ def _segment(*args: str) -> int:
 
 # --- help and usage errors -------------------------------------------------------------------------
 def test_help_answers_without_importing_torch() -> None:
-    code = (
-        "import sys\n"
-        "from lsmseg.cli.main import main\n"
-        "for argv in (['segment', '--help'], ['segment', 'x', '--out', 'o', '--cutoffs', 'nope'],"
-        " ['segment', 'x', '--out', 'o', '--vat-hu', '1']):\n"
-        "    try:\n"
-        "        main(argv)\n"
-        "    except SystemExit as e:\n"
-        "        print('exit', e.code)\n"
-        "heavy = sorted(m for m in ('torch', 'monai', 'highdicom', 'matplotlib') if m in sys.modules)\n"
-        "print('heavy', heavy)\n"
+    out = probe_cli(
+        ["segment", "--help"],
+        ["segment", "x", "--out", "o", "--cutoffs", "nope"],
+        ["segment", "x", "--out", "o", "--vat-hu", "1"],
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "heavy []" in done.stdout, done.stdout + done.stderr
-    assert done.stdout.count("exit 2") == 2 and "exit 0" in done.stdout
+    assert "heavy []" in out, out
+    assert out.count("exit 2") == 2 and "exit 0" in out
     for option in ("--out DIR", "--bundle DIR", "--patients CSV", "--vat-hu MIN,MAX", "--cutoffs NAMES"):
-        assert option in done.stdout
+        assert option in out
     for option in ("--resume", "--no-refine", "--no-progress", "--batch-size N", "--device {auto,cpu,cuda}"):
-        assert option in done.stdout
-    assert "Traceback" not in done.stderr
+        assert option in out
+    assert "Traceback" not in out
 
 
 @pytest.mark.parametrize(
