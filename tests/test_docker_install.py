@@ -64,7 +64,7 @@ def test_dockerfile_follows_the_image_contract() -> None:
 @pytest.mark.timeout(900)
 def test_install_script_gives_a_working_lsmseg_in_a_fresh_venv(tmp_path: Path) -> None:
     """The CPU torch wheel (2.13.0, from the machine's wheel folder) plus lsmseg, non-editable."""
-    from tests.test_segment import tiny_bundle
+    from tests.helpers.clinical import tiny_bundle
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
