@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from lsmseg.clinical.case import MEASURE_CAVEAT, MEASURE_LABEL, CaseRunner, Ingested, Timer
@@ -36,7 +35,7 @@ from lsmseg.clinical.results import RESULTS_CSV, RESULTS_JSON, SegmentReport, bu
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, CTSlice, IngestError, is_nifti, nifti_stem, read_nifti_slice
 from lsmseg.io.labels import LABELS
-from lsmseg.io.nifti import slice_axis
+from lsmseg.io.nifti import open_nifti, slice_axis
 from lsmseg.keys import VAT_HU_DEFAULT
 from lsmseg.readout.labelmap import compartments
 
@@ -83,12 +82,7 @@ def volume_slice(path: Path, ct: CTSlice) -> int | None:
     Raises:
         IngestError: unreadable, or no slice of the volume passes through the image's plane.
     """
-    try:
-        img = nib.load(path)
-    except Exception as err:  # nibabel raises assorted errors for corrupt headers
-        raise IngestError(f"mask {path.name} cannot be read as NIfTI: {err}") from err
-    if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is a subclass
-        raise IngestError(f"mask {path.name} is not a NIfTI image")
+    img = open_nifti(path, "mask ")
     axis = slice_axis(img)
     n_slices = 1 if axis >= len(img.shape) else int(img.shape[axis])
     if n_slices == 1:

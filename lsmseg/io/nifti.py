@@ -34,13 +34,23 @@ def nifti_stem(path: str | Path) -> str:
     return Path(path).stem
 
 
-def _load(path: Path) -> nib.Nifti1Image:
+def open_nifti(path: Path, what: str = "") -> nib.Nifti1Image:
+    """The NIfTI image at ``path`` (header read, pixels not yet loaded).
+
+    Raises:
+        IngestError: unreadable or not NIfTI; the message starts with ``what`` (e.g. ``"mask "``).
+    """
     try:
         img = nib.load(path)
     except Exception as err:  # nibabel raises assorted errors for corrupt headers
-        raise IngestError(f"{path.name} cannot be read as NIfTI: {err}") from err
+        raise IngestError(f"{what}{path.name} cannot be read as NIfTI: {err}") from err
     if not isinstance(img, nib.Nifti1Image):  # Nifti2Image is a subclass
-        raise IngestError(f"{path.name} is not a NIfTI image")
+        raise IngestError(f"{what}{path.name} is not a NIfTI image")
+    return img
+
+
+def _load(path: Path) -> nib.Nifti1Image:
+    img = open_nifti(path)
     if len(img.shape) < 2 or any(n != 1 for n in img.shape[3:]):
         raise IngestError(f"{path.name} has shape {img.shape}: expected a 2D slice or a 3D volume")
     return img
