@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NoReturn
 
 
@@ -16,3 +17,10 @@ def fail(message: str) -> NoReturn:
     turn into that line and a non-zero exit status.
     """
     raise SystemExit(f"lsmseg: error: {message}")
+
+
+def check_choice(name: str, value: str, valid: Sequence[str]) -> str:
+    """``value`` if it is one of ``valid``; else ValueError naming the setting and the valid values."""
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+    return value

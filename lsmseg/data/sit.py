@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lsmseg.data.cache import cache_root, generated_folder
-from lsmseg.data.split import rows_from_split, supervision_split
+from lsmseg.data.split import UnpairedProtocol, rows_from_split, supervision_split
 from lsmseg.keys import Keys, Mode
 
 __all__ = [
@@ -137,14 +137,17 @@ def make_rows(
     proportion: float,
     seed: int = 0,
     fractions: tuple[float, ...] = (0.7, 0.1, 0.2),
+    unpaired: UnpairedProtocol = "disjoint",
 ) -> dict[str, list[dict]]:
     """Rows for training (paired / x-only / y-only, hidden views zero-filled), validation and test.
+
+    ``unpaired`` is the protocol of :func:`~lsmseg.data.split.supervision_split`.
 
     Returns:
         {"train": [...], "valid": [...], "test": [...]}; each row a dict with ``image``
         (1, H, W) float32, ``label`` (1, H, W) int64 and ``mode`` (int Mode).
     """
-    split = supervision_split(len(x), proportion, seed, fractions)
+    split = supervision_split(len(x), proportion, seed, fractions, unpaired)
     zero_x, zero_y = np.zeros_like(x[0]), np.zeros_like(y[0])
 
     def row(i: int, mode: Mode) -> dict:
@@ -157,7 +160,9 @@ def make_rows(
     return rows_from_split(split, row)
 
 
-def load_sit(dataset_dir: str | Path, proportion: float = 1.0, seed: int = 0) -> dict[str, list[dict]]:
+def load_sit(
+    dataset_dir: str | Path, proportion: float = 1.0, seed: int = 0, unpaired: UnpairedProtocol = "disjoint"
+) -> dict[str, list[dict]]:
     """Read a SIT folder and split it by the paper's protocol (see :func:`make_rows`)."""
     x, y = read_sit_folder(dataset_dir)
-    return make_rows(x, y, proportion, seed)
+    return make_rows(x, y, proportion, seed, unpaired=unpaired)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
+from lsmseg.errors import check_choice
 from lsmseg.keys import Keys, Mode
 
 
@@ -15,9 +17,10 @@ from lsmseg.keys import Keys, Mode
 class SupervisionSplit:
     """Indices of a data set split for a semi-supervised experiment.
 
-    ``paired`` rows keep both views; the rest of the training set is divided into two disjoint
-    halves, ``x_only`` (their y is hidden) and ``y_only`` (their x is hidden), so no unpaired x
-    and y come from the same pair (the paper; the reference reuses the same samples instead).
+    ``paired`` rows keep both views; the rest of the training set gives ``x_only`` rows (their y
+    is hidden) and ``y_only`` rows (their x is hidden): two disjoint halves under the ``disjoint``
+    protocol, so no unpaired x and y come from the same pair (the paper's text), or the same
+    samples twice under ``shared`` (the reference code's default, ``pair_in_unsupervised=False``).
     """
 
     paired: list[int]
@@ -25,6 +28,12 @@ class SupervisionSplit:
     y_only: list[int]
     valid: list[int]
     test: list[int]
+
+
+UnpairedProtocol = Literal["disjoint", "shared"]
+UNPAIRED_PROTOCOLS: tuple[str, ...] = ("disjoint", "shared")
+Sampling = Literal["balanced", "epoch"]
+SAMPLINGS: tuple[str, ...] = ("balanced", "epoch")
 
 
 def check_proportion(proportion: float) -> float:
@@ -38,7 +47,11 @@ def check_proportion(proportion: float) -> float:
 
 
 def supervision_split(
-    n: int, proportion: float, seed: int = 0, fractions: Sequence[float] = (0.7, 0.1, 0.2)
+    n: int,
+    proportion: float,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    unpaired: UnpairedProtocol = "disjoint",
 ) -> SupervisionSplit:
     """Sequential train / valid / test split, then p of the training set kept paired.
 
@@ -47,8 +60,13 @@ def supervision_split(
         proportion: fraction p of the training pairs kept paired, 0 < p <= 1 (at least one pair).
         seed: seeds which training pairs stay paired and how the rest is halved.
         fractions: train, valid, test fractions (paper: 0.7, 0.1, 0.2; 300-W reference 0.6, 0.2, 0.2).
+        unpaired: ``disjoint`` - the unpaired samples halved into x-only and y-only rows (the
+            paper's text: no unpaired x and y from one pair, half the unpaired data per view);
+            ``shared`` - every unpaired sample gives both an x-only and a y-only row (the
+            reference code: at 20 %, 70 paired + 280 x-only + 280 y-only rows of 350).
     """
     p = check_proportion(proportion)
+    check_choice("unpaired protocol", unpaired, UNPAIRED_PROTOCOLS)
     if n < 3:
         raise ValueError(f"need at least 3 samples for a train/valid/test split, got {n}")
     n_train = max(1, round(fractions[0] * n))
@@ -60,6 +78,8 @@ def supervision_split(
     order = [int(i) for i in rng.permutation(train)]
     n_paired = max(1, round(p * n_train))
     paired, rest = sorted(order[:n_paired]), order[n_paired:]
+    if unpaired == "shared":
+        return SupervisionSplit(paired, sorted(rest), sorted(rest), valid, test)
     half = len(rest) // 2
     return SupervisionSplit(paired, sorted(rest[:half]), sorted(rest[half : 2 * half]), valid, test)
 
@@ -74,16 +94,32 @@ def row_weights(modes: Sequence[int]) -> torch.Tensor:
     return w.double()
 
 
-def row_sampler(rows: Sequence[dict], seed: int = 0, distributed: bool = False) -> torch.utils.data.Sampler:
-    """Weighted sampler over training rows (``Keys.MODE`` of each row), DDP-aware."""
+def row_sampler(
+    rows: Sequence[dict], seed: int = 0, distributed: bool = False, sampling: Sampling = "balanced"
+) -> torch.utils.data.Sampler:
+    """Sampler over training rows (``Keys.MODE`` of each row), DDP-aware; ``len(rows)`` draws an epoch.
+
+    Args:
+        rows: the training rows.
+        seed: seeds the draw order.
+        distributed: shard the draws over the DDP ranks.
+        sampling: ``balanced`` - draws with replacement weighted by :func:`row_weights`, so about
+            half of each batch is paired whatever p is (at 20 % a paired row is drawn ~2.5x per
+            epoch, an unpaired one ~0.6x); ``epoch`` - every row exactly once per epoch (the
+            reference code: its weighted sampler draws without replacement, so the weights
+            only move paired rows earlier in the epoch; at 20 % ~1 row in 5 of a batch is paired).
+    """
+    check_choice("sampling", sampling, SAMPLINGS)
     weights = row_weights([r[Keys.MODE] for r in rows])
     if distributed:
+        if sampling == "epoch":
+            return torch.utils.data.DistributedSampler(rows, shuffle=True, seed=int(seed))  # type: ignore[arg-type]
         from monai.data import DistributedWeightedRandomSampler
 
         return DistributedWeightedRandomSampler(rows, weights.tolist(), shuffle=True)  # type: ignore[arg-type]
     g = torch.Generator().manual_seed(int(seed))
     return torch.utils.data.WeightedRandomSampler(
-        weights.tolist(), num_samples=len(rows), replacement=True, generator=g
+        weights.tolist(), num_samples=len(rows), replacement=sampling == "balanced", generator=g
     )
 
 

@@ -37,7 +37,7 @@ from monai.data import PersistentDataset
 from monai.transforms import Compose, MapTransform
 
 from lsmseg.data.cache import cache_root, generated_folder
-from lsmseg.data.split import SupervisionSplit, rows_from_split, supervision_split
+from lsmseg.data.split import SupervisionSplit, UnpairedProtocol, rows_from_split, supervision_split
 from lsmseg.errors import fail
 from lsmseg.io import read_nifti_slice
 from lsmseg.keys import TISSUE_NAMES, Keys, Mode, Tissue
@@ -257,6 +257,7 @@ def load_sss(
     hu_range: Sequence[float] = DEFAULT_HU_RANGE,
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     preprocessing: Compose | None = None,
+    unpaired: UnpairedProtocol = "disjoint",
 ) -> dict[str, list[dict]]:
     """Read an SSS folder and make training, validation and test rows.
 
@@ -274,6 +275,8 @@ def load_sss(
         hu_range: HU window mapped to [0, 1], for the default preprocessing.
         fractions: train, valid, test fractions of the pairs.
         preprocessing: the chain each case goes through; default :func:`sss_chain`.
+        unpaired: how the unpaired training pairs give x-only and y-only rows, ``disjoint``
+            halves or ``shared`` (:func:`supervision_split`).
 
     Returns:
         {"train", "valid", "test"}: lists of rows ``{"image": (1, S, S) float32 in [0, 1],
@@ -293,7 +296,7 @@ def load_sss(
             "images/ and masks/): need at least 3 for a train/valid/test split"
         )
     arrays = case_arrays(cases, preprocessing)
-    rows = _rows(cases, pairs, arrays, supervision_split(len(pairs), proportion, seed, fractions))
+    rows = _rows(cases, pairs, arrays, supervision_split(len(pairs), proportion, seed, fractions, unpaired))
     logger.info(
         f"SSS {dataset_dir}: {len(pairs)} pairs, {len(cases) - len(pairs)} unpaired files; rows train "
         f"{len(rows['train'])}, valid {len(rows['valid'])}, test {len(rows['test'])}"
@@ -326,11 +329,15 @@ def _rows(
 
 
 def load_rows(
-    dataset_dir: str | Path, proportion: float = 1.0, seed: int = 0, preprocessing: Compose | None = None
+    dataset_dir: str | Path,
+    proportion: float = 1.0,
+    seed: int = 0,
+    preprocessing: Compose | None = None,
+    unpaired: UnpairedProtocol = "disjoint",
 ) -> dict[str, list[dict]]:
     """:func:`load_sss` for bundle configs: bad data ends the run with one line, no traceback."""
     try:
-        return load_sss(dataset_dir, proportion, seed, preprocessing=preprocessing)
+        return load_sss(dataset_dir, proportion, seed, preprocessing=preprocessing, unpaired=unpaired)
     except (OSError, ValueError) as err:
         fail(str(err))
 

@@ -8,6 +8,7 @@ from lsmseg.losses.masked import (
     masked_mean,
     mse_per_row,
     per_row_mean,
+    reference_cross_entropy_per_row,
     rows_mean,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "masked_mean",
     "mse_per_row",
     "per_row_mean",
+    "reference_cross_entropy_per_row",
     "rows_mean",
 ]

@@ -78,6 +78,39 @@ def cross_entropy_per_row(
     return per_row_mean(F.cross_entropy(logits.float(), labels, weight=weight, reduction="none"))
 
 
+def reference_cross_entropy_per_row(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
+    """The reference code's mask loss, kept to reproduce its term balance: (B, C, H, W) -> (B,).
+
+    The reference decodes masks with a softmax and then applies ``F.cross_entropy`` to those
+    probabilities (a double softmax: a pixel's loss cannot fall below ~0.31 for 2 classes, and its
+    gradient is several times smaller than a logits CE's), with class weights
+    ``H * W / (pixels of the class in the batch)`` ~ 1 / (batch size x class fraction), not
+    normalised. At batch 16 its gradient is 11-18x smaller than :func:`cross_entropy_per_row`
+    with mean-1 weights (``lsm_method.md``, "Reference code vs paper"), so every other term
+    weighs ~10x more against it.
+
+    Args:
+        logits: decoder logits.
+        labels: (B, H, W) integer class map.
+        mask: (B,) rows whose label is real: the class fractions are counted on these only (the
+            reference counts every row's label, hidden or not).
+        batch_size: the rows the reference's weights are scaled by (the whole batch); default B.
+    """
+    n_classes, (h, w) = logits.shape[1], labels.shape[-2:]
+    rows = mask.to(torch.bool)
+    counts = torch.zeros(n_classes, device=labels.device).scatter_add_(
+        0, labels.reshape(-1), rows[:, None, None].expand_as(labels).reshape(-1).float()
+    )
+    # pixels per class over a batch of ``batch_size`` rows with these fractions
+    scale = (batch_size or labels.shape[0]) / rows.sum().clamp(min=1)
+    weight = torch.where(counts > 0, h * w / (counts * scale).clamp(min=1e-12), torch.zeros_like(counts))
+    probs = torch.softmax(logits.float(), dim=1)
+    target = F.one_hot(labels, n_classes).permute(0, 3, 1, 2).float()
+    return per_row_mean(F.cross_entropy(probs, target, weight=weight, reduction="none"))
+
+
 def bce_per_row(logits: torch.Tensor, target: float) -> torch.Tensor:
     """Binary cross-entropy of critic logits (B, ...) against a constant target -> (B,).
 

@@ -9,11 +9,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lsmseg.losses import class_weights, cross_entropy_per_row, l1_per_row, mse_per_row
+from lsmseg.losses import (
+    class_weights,
+    cross_entropy_per_row,
+    l1_per_row,
+    mse_per_row,
+    reference_cross_entropy_per_row,
+)
 from lsmseg.networks import ResnetDecoder, ResnetEncoder
 
 DomainKind = Literal["image", "mask", "landmarks"]
 DOMAIN_KINDS: tuple[str, ...] = ("image", "mask", "landmarks")
+MaskLoss = Literal["ce", "reference"]
+MASK_LOSSES: tuple[str, ...] = ("ce", "reference")
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,10 @@ class Domain:
         channels: image channels, number of classes (mask), or number of values (landmarks).
         image_loss: ``l1`` (reference) or ``mse`` (paper) for image outputs.
         class_weighting: weight mask classes by inverse pixel frequency over the batch (reference).
+        mask_loss: ``ce`` - cross-entropy on logits, class weights normalised to mean 1;
+            ``reference`` - the reference code's form, kept to reproduce it
+            (:func:`~lsmseg.losses.masked.reference_cross_entropy_per_row`: a double softmax with
+            unnormalised weights, ~10x weaker against the other terms).
     """
 
     name: str
@@ -35,10 +47,13 @@ class Domain:
     channels: int
     image_loss: Literal["l1", "mse"] = "l1"
     class_weighting: bool = True
+    mask_loss: MaskLoss = "ce"
 
     def __post_init__(self) -> None:
         if self.kind not in DOMAIN_KINDS:
             raise ValueError(f"unknown domain kind {self.kind!r}; valid: {', '.join(DOMAIN_KINDS)}")
+        if self.mask_loss not in MASK_LOSSES:
+            raise ValueError(f"unknown mask loss {self.mask_loss!r}; valid: {', '.join(MASK_LOSSES)}")
 
     def to_input(self, values: torch.Tensor) -> torch.Tensor:
         """Values as stored in a batch -> encoder input (one-hot (B, C, H, W) float for masks)."""
@@ -51,14 +66,19 @@ class Domain:
         """Decoder logits -> values (probabilities for masks)."""
         return torch.softmax(logits, dim=1) if self.kind == "mask" else torch.sigmoid(logits)
 
-    def loss_per_row(self, logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def loss_per_row(
+        self, logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor, batch_size: int | None = None
+    ) -> torch.Tensor:
         """Output loss of decoder ``logits`` against ``target`` for each row: -> (B,).
 
         ``rows`` (B,) marks the rows whose target is real; it only matters for the class weights,
-        which must not see hidden targets.
+        which must not see hidden targets. ``batch_size`` is the training batch the rows come
+        from (the ``reference`` mask loss scales its weights by it); default B.
         """
         if self.kind == "mask":
             labels = target.reshape(target.shape[0], *target.shape[-2:]).long()
+            if self.mask_loss == "reference":
+                return reference_cross_entropy_per_row(logits, labels, rows, batch_size)
             weight = class_weights(labels, rows, self.channels) if self.class_weighting else None
             return cross_entropy_per_row(logits, labels, weight)
         pred = torch.sigmoid(logits.float())

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from lsmseg.methods.domains import Domain
-from lsmseg.methods.terms import Term, check_adversarial
+from lsmseg.errors import check_choice
+from lsmseg.methods.domains import Domain, MaskLoss
+from lsmseg.methods.terms import ADVERSARIAL_ROWS, AdversarialLoss, AdversarialRows, Term, check_adversarial
 from lsmseg.networks import LinkNetwork, PatchDiscriminator, ResnetDecoder
 
 
@@ -36,7 +36,19 @@ def _pair(a: str, b: str) -> RowSet:
     return ((a, b), ())
 
 
-def _reads(term: Term, domains: Sequence[str]) -> list[Read]:
+def adversarial_rows(o: str, a: str, which: AdversarialRows = "unpaired") -> tuple[RowSet, RowSet]:
+    """(fake rows, real rows) of critic a judging h_oa(l_o) against l_a.
+
+    ``unpaired`` (the paper's text): fakes on rows with o but not a, reals on rows with a but
+    not o - the term is 0 at p = 100 %. ``all`` (the reference code): fakes on every row with o,
+    reals on every row with a, so paired rows are judged too and the term works at p = 100 %.
+    """
+    if which == "all":
+        return ((o,), ()), ((a,), ())
+    return ((o,), (a,)), ((a,), (o,))
+
+
+def _reads(term: Term, domains: Sequence[str], adv_rows: AdversarialRows = "unpaired") -> list[Read]:
     """The outputs a term reads and on which rows (lsm_method.md, "Losses")."""
     a, b = term.a, term.b
     if term.kind == "rec":
@@ -48,9 +60,9 @@ def _reads(term: Term, domains: Sequence[str]) -> list[Read]:
     if term.kind == "adv":
         reads: list[Read] = []
         for o in domains:
-            if o != a:  # fakes h_oa(l_o) on rows with o but not a; reals l_a on rows with a, not o
-                reads += [(f"l_{o}", ((o,), (a,))), (f"h_{_link(o, a)}", ((o,), (a,)))]
-                reads.append((f"l_{a}", ((a,), (o,))))
+            if o != a:  # fakes h_oa(l_o) and reals l_a on the rows of adversarial_rows
+                fake, real = adversarial_rows(o, a, adv_rows)
+                reads += [(f"l_{o}", fake), (f"h_{_link(o, a)}", fake), (f"l_{a}", real)]
         return reads
     raise ValueError(f"the latent step has no loss term {term.name!r}")
 
@@ -66,15 +78,18 @@ class Plan:
     reads: frozenset[Read] = frozenset()
 
     @classmethod
-    def for_terms(cls, terms: Iterable[Term], domains: Sequence[str]) -> Plan:
-        """Derive the minimal set of encodings, links and decodings the terms read."""
+    def for_terms(
+        cls, terms: Iterable[Term], domains: Sequence[str], adv_rows: AdversarialRows = "unpaired"
+    ) -> Plan:
+        """Derive the minimal set of encodings, links and decodings the terms read
+        (``adv_rows``: the rows the latent critics judge, :func:`adversarial_rows`)."""
         enc: set[str] = set()
         links: set[tuple[str, str]] = set()
         rec: set[str] = set()
         tr: set[tuple[str, str]] = set()
         reads: set[Read] = set()
         for term in terms:
-            reads.update(_reads(term, domains))
+            reads.update(_reads(term, domains, adv_rows))
             if term.kind == "rec":
                 enc.add(term.a)
                 rec.add(term.a)
@@ -286,8 +301,14 @@ class LatentSpaceMapping(nn.Module):
         critic_layers: PatchGAN layers of the latent critics; None picks the most that leave a
             >= 2x2 logit map (3 on the paper's 32x32 latent, 2 on a 16x16 latent).
         image_size: spatial size of image domains (sets the latent size of vector domains).
-        adversarial: ``confusion`` (paper: critic on 1/0, generator against 0.5) or ``bce``
-            (standard GAN, the reference's default).
+        adversarial: generator side of the latent adversarial term (the critics always learn
+            real 1 / fake 0): ``confusion`` (the paper: both codes pushed to a critic output of
+            0.5), ``bce`` (non-saturating GAN, BCE(D(fake), 1)) or ``minimax`` (the reference
+            code's default: minimise -BCE(D(fake), 0), the saturating GAN form).
+        adversarial_rows: the rows the latent critics judge, ``unpaired`` (the paper's text) or
+            ``all`` (the reference code; active at p = 100 %), see :func:`adversarial_rows`.
+        sup_loss: the mask domains' output loss (supervised translation and mask
+            reconstruction), ``ce`` on logits or ``reference`` (:class:`Domain` ``mask_loss``).
         nhwc_head: run the decoders' 7x7 output convolutions in NHWC (``ResnetDecoder``; same
             weights, a CPU speed option).
     """
@@ -302,15 +323,22 @@ class LatentSpaceMapping(nn.Module):
         ndf: int = 64,
         critic_layers: int | None = None,
         image_size: int = 128,
-        adversarial: Literal["confusion", "bce"] = "confusion",
+        adversarial: AdversarialLoss = "confusion",
+        adversarial_rows: AdversarialRows = "unpaired",
+        sup_loss: MaskLoss | None = None,
         nhwc_head: bool = False,
     ) -> None:
         super().__init__()
         if len(domains) < 2:
             raise ValueError("LatentSpaceMapping needs at least two domains")
+        if sup_loss is not None:
+            domains = [replace(d, mask_loss=sup_loss) if d.kind == "mask" else d for d in domains]
         self.domains = {d.name: d for d in domains}
         self.names = [d.name for d in domains]
         self.adversarial = check_adversarial(adversarial)
+        self.adversarial_rows: AdversarialRows = check_choice(  # type: ignore[assignment]
+            "adversarial rows", adversarial_rows, ADVERSARIAL_ROWS
+        )
         self.generators = Generators(domains, ngf, n_blocks, n_down, link_blocks, image_size, nhwc_head)
         latent_size = image_size // 2**n_down
         if critic_layers is None:

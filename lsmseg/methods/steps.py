@@ -43,7 +43,7 @@ from lsmseg.methods.gan import (
     check_gan_loss,
     gan_per_row,
 )
-from lsmseg.methods.lsm import LatentSpaceMapping, Plan, Rows, RowSet
+from lsmseg.methods.lsm import LatentSpaceMapping, Plan, Rows, RowSet, adversarial_rows
 from lsmseg.methods.terms import Stage, StepKind, Term
 
 Outputs = dict[str, torch.Tensor]  # named outputs of a step's forward (``l_x``, ``tr_x2y`` ...)
@@ -125,8 +125,9 @@ class LatentStep(Step):
     """LSM's step (and basic, SOP, IODA): the stage's plan through the generators, latent critics.
 
     Terms: ``rec`` (reconstruction, rows with the view), ``sup`` (translation, paired rows),
-    ``lat`` (L1 between h_ab(l_a) and l_b, paired rows), ``adv`` (latent adversarial, unpaired
-    rows; ``network.adversarial`` picks confusion or BCE), see ``lsm_method.md``.
+    ``lat`` (L1 between h_ab(l_a) and l_b, paired rows), ``adv`` (latent adversarial;
+    ``network.adversarial`` picks confusion, BCE or minimax and ``network.adversarial_rows`` the
+    rows: unpaired or all), see ``lsm_method.md``.
 
     Each encoder, link and decoder runs only on the rows some term reads, and each critic only
     on the unpaired rows it judges (:meth:`Plan.rows`): the losses and gradients are those of
@@ -146,7 +147,7 @@ class LatentStep(Step):
 
     def begin(self, stage: Stage) -> None:
         """Compute only the encodings, links and decodings the stage's terms read."""
-        self.plan = Plan.for_terms(stage.weights, self.network.names)
+        self.plan = Plan.for_terms(stage.weights, self.network.names, self.network.adversarial_rows)
 
     def batch(self, raw: Mapping[str, torch.Tensor], host: Mapping[str, Any] | None = None) -> Batch:
         """The batch and its row indices, built from the host's modes (``host``) when given;
@@ -164,15 +165,14 @@ class LatentStep(Step):
     def _critic_scores(
         self, critics: nn.Module, b: str, out: Outputs, batch: Batch, detach: bool
     ) -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
-        """For critic b and each a != b: logits of fakes h_ab(l_a) on the rows with a but not b
-        and of reals l_b on the rows with b but not a (one critic call per pair), and their counts."""
+        """For critic b and each a != b: logits of fakes h_ab(l_a) and reals l_b on the rows of
+        :func:`~lsmseg.methods.lsm.adversarial_rows` (one critic call per pair), and their counts."""
         rows = _rows(batch)
         scores = []
         for a in self.network.names:
             if a == b:
                 continue
-            fake_rows: RowSet = ((a,), (b,))
-            real_rows: RowSet = ((b,), (a,))
+            fake_rows, real_rows = adversarial_rows(a, b, self.network.adversarial_rows)
             fake, real = rows.read(out, f"h_{a}2{b}", fake_rows), rows.read(out, f"l_{b}", real_rows)
             codes = torch.cat([fake, real]).detach() if detach else torch.cat([fake, real])
             logits = critics({b: codes})[b]
@@ -183,7 +183,7 @@ class LatentStep(Step):
     def critic_loss(
         self, critics: nn.Module, out: Outputs, batch: Batch, terms: Mapping[Term, float]
     ) -> torch.Tensor:
-        """Latent critics: real l_b -> 1, mapped h_ab(l_a) -> 0 on unpaired rows, codes detached."""
+        """Latent critics: real l_b -> 1, mapped h_ab(l_a) -> 0, codes detached."""
         total = torch.zeros((), device=next(iter(out.values())).device)
         for term in terms:
             if term.kind != "adv":
@@ -201,6 +201,9 @@ class LatentStep(Step):
                 # Tzeng et al. 2015: both codes pushed towards a critic output of 0.5.
                 loss = loss + rows_mean(bce_per_row(fake, 0.5), n_fake)
                 loss = loss + rows_mean(bce_per_row(real, 0.5), n_real)
+            elif self.network.adversarial == "minimax":
+                # The reference's default: maximise the critic's error on fakes (saturating).
+                loss = loss - rows_mean(bce_per_row(fake, 0.0), n_fake)
             else:
                 loss = loss + rows_mean(bce_per_row(fake, 1.0), n_fake)
         return loss
@@ -211,7 +214,8 @@ class LatentStep(Step):
         logits, target = rows.read(out, name, rows_of), rows.gather(batch.views[d], rows_of)
         n = rows.count(rows_of)
         every = torch.ones(n, dtype=torch.bool, device=logits.device)  # all these rows have d
-        return rows_mean(self.network.domains[d].loss_per_row(logits, target, every), n)
+        batch_size = batch.views[d].shape[0]  # the reference mask loss scales its weights by it
+        return rows_mean(self.network.domains[d].loss_per_row(logits, target, every, batch_size), n)
 
     def generator_terms(
         self, critics: nn.Module, out: Outputs, batch: Batch, terms: Mapping[Term, float]

@@ -23,11 +23,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from lsmseg.errors import check_choice
+
 TermKind = Literal["rec", "sup", "lat", "adv", "gan", "cyc"]
 PAIR_KINDS: tuple[str, ...] = ("sup", "lat")  # terms of a translation a -> b
 DOMAIN_KINDS: tuple[str, ...] = ("rec", "adv", "gan", "cyc")  # terms of one domain
 ADVERSARIAL_KINDS: tuple[str, ...] = ("adv", "gan")  # terms that read a critic
-ADVERSARIAL_LOSSES: tuple[str, ...] = ("confusion", "bce")
+AdversarialLoss = Literal["confusion", "bce", "minimax"]
+ADVERSARIAL_LOSSES: tuple[str, ...] = ("confusion", "bce", "minimax")
+AdversarialRows = Literal["unpaired", "all"]
+ADVERSARIAL_ROWS: tuple[str, ...] = ("unpaired", "all")
 StepKind = Literal["latent", "pix2pix", "cyclegan"]
 STEPS: tuple[str, ...] = ("latent", "pix2pix", "cyclegan")
 METHODS: tuple[str, ...] = (
@@ -260,8 +265,6 @@ def method_stages(method: str, domains: Sequence[str], lambdas: Lambdas | None =
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
 
 
-def check_adversarial(kind: str) -> Literal["confusion", "bce"]:
+def check_adversarial(kind: str) -> AdversarialLoss:
     """Validate the latent adversarial loss name."""
-    if kind not in ADVERSARIAL_LOSSES:
-        raise ValueError(f"unknown adversarial loss {kind!r}; valid: {', '.join(ADVERSARIAL_LOSSES)}")
-    return kind  # type: ignore[return-value]
+    return check_choice("adversarial loss", kind, ADVERSARIAL_LOSSES)  # type: ignore[return-value]
