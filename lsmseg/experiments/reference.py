@@ -40,7 +40,8 @@ def _scores(
     network: LatentSpaceMapping, critics: nn.Module, b: str, out: Outputs, batch: Batch, detach: bool
 ) -> Scores:
     """For critic b and each a != b: logits of h_ab(l_a) and l_b on every row, and the masks of
-    the fake rows (a without b) and the real rows (b without a)."""
+    the fake rows and the real rows: (a without b) and (b without a) with ``unpaired``
+    adversarial rows, every row with a and every row with b with ``all``."""
     p = batch.present
     scores = []
     for a in network.names:
@@ -48,7 +49,10 @@ def _scores(
             codes = torch.cat([out[f"h_{a}2{b}"], out[f"l_{b}"]])
             logits = critics({b: codes.detach() if detach else codes})[b]
             n = logits.shape[0] // 2
-            scores.append((logits[:n], logits[n:], p[a] & ~p[b], p[b] & ~p[a]))
+            if network.adversarial_rows == "all":
+                scores.append((logits[:n], logits[n:], p[a], p[b]))
+            else:
+                scores.append((logits[:n], logits[n:], p[a] & ~p[b], p[b] & ~p[a]))
     return scores
 
 
@@ -60,8 +64,8 @@ def masked_critic_loss(
     terms: Mapping[Term, float],
     detach: bool = True,
 ) -> torch.Tensor:
-    """Latent critics' loss on every row, masked: real l_b -> 1 on rows with b but not a,
-    h_ab(l_a) -> 0 on rows with a but not b. ``detach=False`` is the authors' step."""
+    """Latent critics' loss on every row, masked: real l_b -> 1, h_ab(l_a) -> 0 on the rows of
+    the network's ``adversarial_rows``. ``detach=False`` is the authors' step."""
     total = torch.zeros((), device=batch.inputs[network.names[0]].device)
     for term in terms:
         if term.kind == "adv":
@@ -79,6 +83,8 @@ def _adversarial(
         if network.adversarial == "confusion":
             loss = loss + masked_mean(bce_per_row(fake, 0.5), fake_rows)
             loss = loss + masked_mean(bce_per_row(real, 0.5), real_rows)
+        elif network.adversarial == "minimax":
+            loss = loss - masked_mean(bce_per_row(fake, 0.0), fake_rows)
         else:
             loss = loss + masked_mean(bce_per_row(fake, 1.0), fake_rows)
     return loss
@@ -126,7 +132,7 @@ class ReferenceStep:
     ) -> None:
         self.network = network
         self.stage = method_stages(method, network.names)[-1]
-        self.plan = Plan.for_terms(self.stage.weights, network.names)
+        self.plan = Plan.for_terms(self.stage.weights, network.names, network.adversarial_rows)
         self.optimizer = torch.optim.Adam(network.generators.parameters(), lr=learning_rate, betas=betas)
         self.critic_optimizer = torch.optim.Adam(network.critics.parameters(), lr=learning_rate, betas=betas)
 

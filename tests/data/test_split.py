@@ -49,3 +49,27 @@ def test_rows_from_split_orders_rows_and_hides_views() -> None:
     assert len(s.paired) == 4 and len(s.x_only) == len(s.y_only) == 1
     assert rows["valid"] == [{"i": 7, "mode": Mode.PAIRED}]
     assert rows["test"] == [{"i": 8, "mode": Mode.PAIRED}, {"i": 9, "mode": Mode.PAIRED}]
+
+
+def test_shared_protocol_gives_every_unpaired_sample_both_views() -> None:
+    """``shared`` (the reference code): at 20 % of 350, 70 paired + 280 x-only + the same 280
+    as y-only; ``disjoint`` (the paper's text) halves the 280 into 140 + 140."""
+    shared = supervision_split(500, 0.2, seed=0, unpaired="shared")
+    disjoint = supervision_split(500, 0.2, seed=0)
+    assert shared.paired == disjoint.paired and len(shared.paired) == 70
+    assert shared.x_only == shared.y_only and len(shared.x_only) == 280
+    assert sorted(shared.x_only) == sorted(disjoint.x_only + disjoint.y_only)
+    with pytest.raises(ValueError, match="valid: disjoint, shared"):
+        supervision_split(500, 0.2, unpaired="halves")  # type: ignore[arg-type]
+
+
+def test_epoch_sampling_draws_every_row_once_per_epoch() -> None:
+    modes = [Mode.PAIRED] * 5 + [Mode.X_ONLY] * 45 + [Mode.Y_ONLY] * 50
+    rows = [{"mode": int(m)} for m in modes]
+    sampler = row_sampler(rows, seed=0, sampling="epoch")
+    assert sorted(sampler) == list(range(100))
+    assert sorted(sampler) == list(range(100))  # the next epoch too, in another order
+    balanced = list(row_sampler(rows, seed=0))
+    assert len(balanced) == 100 and len(set(balanced)) < 100  # with replacement
+    with pytest.raises(ValueError, match="valid: balanced, epoch"):
+        row_sampler(rows, sampling="once")  # type: ignore[arg-type]

@@ -200,5 +200,9 @@ def test_trainer_and_bundle_settings_accept_the_baselines() -> None:
         assert check_settings(method, 0.5, Path(__file__).parent)
     with pytest.raises(SystemExit, match="valid: basic, sop, ioda, lsm, pix2pix, cyclegan"):
         check_settings("gan", 0.5, Path(__file__).parent)
+    with pytest.raises(SystemExit, match="unknown sampling 'once'; valid: balanced, epoch"):
+        check_settings("lsm", 0.5, Path(__file__).parent, choices={"sampling": "once"})
+    with pytest.raises(SystemExit, match="unknown option 'samples'"):
+        check_settings("lsm", 0.5, Path(__file__).parent, choices={"samples": "epoch"})
     with pytest.raises(ValueError, match="valid: bce, lsgan"):
         SemiSupervisedTrainer("cpu", 1, DataLoader(rows), _net(), method="cyclegan", gan_loss="wgan")

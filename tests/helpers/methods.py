@@ -1,6 +1,7 @@
 """Tiny LSM networks and mixed batches for the methods and engines tests (32 px, ngf 4)."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -12,12 +13,13 @@ MIXED = [Mode.PAIRED, Mode.PAIRED, Mode.X_ONLY, Mode.X_ONLY, Mode.Y_ONLY, Mode.Y
 
 
 def tiny_lsm(
-    domains: Sequence[Domain] | None = None, size: int = 32, adversarial: str = "confusion"
+    domains: Sequence[Domain] | None = None, size: int = 32, adversarial: str = "confusion", **options: Any
 ) -> LatentSpaceMapping:
-    """LSM on image (1 channel) -> label (3 classes) unless ``domains`` are given; seeded."""
+    """LSM on image (1 channel) -> label (3 classes) unless ``domains`` are given; seeded.
+    ``options``: the objective's other settings (``adversarial_rows``, ``sup_loss``)."""
     torch.manual_seed(0)
     domains = domains or [Domain("image", "image", 1), Domain("label", "mask", 3)]
-    return LatentSpaceMapping(domains, ngf=4, ndf=4, image_size=size, adversarial=adversarial)  # type: ignore[arg-type]
+    return LatentSpaceMapping(domains, ngf=4, ndf=4, image_size=size, adversarial=adversarial, **options)  # type: ignore[arg-type]
 
 
 def mixed_batch(modes: Sequence[Mode] = MIXED, seed: int = 1, classes: int = 3) -> dict[str, torch.Tensor]:

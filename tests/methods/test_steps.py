@@ -14,9 +14,13 @@ STEPS = {"lsm": LatentStep, "pix2pix": Pix2PixStep, "cyclegan": CycleGANStep}
 
 
 def _step(
-    method: str, adversarial: str = "confusion", domains: list[Domain] | None = None, size: int = 32
+    method: str,
+    adversarial: str = "confusion",
+    domains: list[Domain] | None = None,
+    size: int = 32,
+    **options: str,
 ) -> Step:
-    model = tiny_lsm(domains, size, adversarial)
+    model = tiny_lsm(domains, size, adversarial, **options)
     torch.manual_seed(1)
     step = make_step(method_stages(method, model.names)[0].step, model, ndf=4)
     step.begin(method_stages(method, model.names)[0])
@@ -181,7 +185,7 @@ def _masked_losses_and_grads(
     model, terms = step.network, method_stages("lsm", step.network.names)[0].weights
     model.zero_grad(set_to_none=True)
     batch = full_batch(model, raw)
-    out = model.generators(batch.inputs, Plan.for_terms(terms, model.names))
+    out = model.generators(batch.inputs, Plan.for_terms(terms, model.names, model.adversarial_rows))
     losses = {t.name: v for t, v in masked_terms(model, model.critics, out, batch, terms).items()}
     losses["critic"] = masked_critic_loss(model, model.critics, out, batch, terms)
     torch.stack(list(losses.values())).sum().backward()
@@ -200,10 +204,18 @@ def _masked_losses_and_grads(
     ],
     ids=["mixed", "all_paired", "all_unpaired", "x_only", "interleaved"],
 )
-@pytest.mark.parametrize("adversarial", ["confusion", "bce"])
-def test_row_only_step_equals_the_masked_terms(modes: list[Mode], adversarial: str) -> None:
+@pytest.mark.parametrize(
+    "adversarial, options",
+    [
+        ("confusion", {}),
+        ("bce", {}),
+        ("minimax", {"adversarial_rows": "all", "sup_loss": "reference"}),  # the reference code's
+    ],
+    ids=["confusion", "bce", "reference"],
+)
+def test_row_only_step_equals_the_masked_terms(modes: list[Mode], adversarial: str, options: dict) -> None:
     """Computing only the rows each term reads changes no loss and no gradient (float rounding)."""
-    step = _step("lsm", adversarial)
+    step = _step("lsm", adversarial, **options)
     raw = mixed_batch(modes)
     losses, grads = losses_and_grads(step, "lsm", raw)
     masked, masked_grads = _masked_losses_and_grads(step, raw)
@@ -265,3 +277,31 @@ def test_modes_read_from_the_host_batch() -> None:
     assert from_host.rows is not None and from_raw.rows is not None
     assert from_host.rows.take.keys() == from_raw.rows.take.keys()
     assert all(torch.equal(from_host.rows.take[k], from_raw.rows.take[k]) for k in from_raw.rows.take)
+
+
+@pytest.mark.parametrize("rows, active", [("unpaired", False), ("all", True)])
+def test_all_rows_make_the_adversarial_term_work_at_p_1(rows: str, active: bool) -> None:
+    """An all-paired batch (p = 100 %): the paper's unpaired rows leave the critics nothing to
+    judge (terms exactly 0); the reference code's ``all`` judges the paired rows' codes."""
+    step = _step("lsm", adversarial_rows=rows)
+    losses, _ = losses_and_grads(step, "lsm", mixed_batch([Mode.PAIRED] * 4))
+    for name in ("adv_image", "adv_label", "critic"):
+        assert (float(losses[name]) != 0.0) is active, (name, losses[name])
+
+
+def test_minimax_generator_term_is_minus_the_critics_fake_loss() -> None:
+    """``minimax`` (the reference default): the generator minimises -BCE(D(h_ab(l_a)), 0) over
+    the fake rows - the saturating GAN form - summed over the critics."""
+    from lsmseg.losses import bce_per_row
+
+    step = _step("lsm", "minimax", adversarial_rows="all")
+    assert isinstance(step, LatentStep)
+    terms = method_stages("lsm", step.network.names)[0].weights
+    batch = step.batch(mixed_batch())
+    out = step.forward(step.generators, batch)
+    losses = step.generator_terms(step.critics, out, batch, terms)
+    for term, value in losses.items():
+        if term.kind == "adv":
+            ((fake, _, n_fake, _),) = step._critic_scores(step.critics, term.a, out, batch, False)
+            assert n_fake == 4  # every row with the other domain: 2 paired + 2 one-view rows
+            assert torch.allclose(value, -bce_per_row(fake, 0.0).mean())
