@@ -46,8 +46,8 @@ class SemiSupervisedTrainer(Trainer):
         network: the LSM module (all encoders, decoders, links and latent critics). Its state
             dict is what checkpoints hold; Pix2Pix's and CycleGAN's image-space critics belong
             to the step (``trainer.step.critics``) and are not part of it.
-        method: ``basic``, ``sop``, ``ioda``, ``lsm``, an ablation ``lsmABCD``, ``pix2pix`` or
-            ``cyclegan``.
+        method: ``basic``, ``sop``, ``ioda``, ``lsm``, an ablation ``lsmABCD``, ``pix2pix``,
+            ``cyclegan``, or ``unet`` / ``meanteacher`` (with a ``SegmentationUNet`` network).
         lambdas: loss weights, see :class:`lsmseg.methods.Lambdas`.
         learning_rate: Adam learning rate of generators and critics (paper: 1e-4).
         betas: Adam betas; None takes the method's reference: (0.9, 0.999) for LSM and its
@@ -108,6 +108,7 @@ class SemiSupervisedTrainer(Trainer):
         self.network = network
         # Every stage of a method shares its family's step (IODA's three are all latent).
         self.step: Step = make_step(self.stages[0].step, network, image_ndf, image_critic_layers, gan_loss)
+        self.step.attach(self)
         self.learning_rate = float(learning_rate)
         self.betas = (float(betas[0]), float(betas[1])) if betas is not None else self.step.betas
         self.channels_last = channels_last
