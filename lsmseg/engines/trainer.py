@@ -108,7 +108,6 @@ class SemiSupervisedTrainer(Trainer):
         self.network = network
         # Every stage of a method shares its family's step (IODA's three are all latent).
         self.step: Step = make_step(self.stages[0].step, network, image_ndf, image_critic_layers, gan_loss)
-        self.step.attach(self)
         self.learning_rate = float(learning_rate)
         self.betas = (float(betas[0]), float(betas[1])) if betas is not None else self.step.betas
         self.channels_last = channels_last
@@ -126,7 +125,7 @@ class SemiSupervisedTrainer(Trainer):
         self.add_event_handler(Events.EPOCH_STARTED, self._reset_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._publish_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._stage_budget)
-        for h in handlers or ():
+        for h in (self.step, *(handlers or ())):  # the step's own hooks (Mean Teacher's EMA) first
             h.attach(self)
 
     def _place(self, device: torch.device) -> None:

@@ -81,7 +81,11 @@ class MeanTeacherUNet(SegmentationUNet):
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         if noise_std < 0 or rampup_epochs < 0:
             raise ValueError(f"noise_std and rampup_epochs must be >= 0, got {noise_std}, {rampup_epochs}")
-        self.ema_decay, self.noise_std, self.rampup_epochs = float(ema_decay), float(noise_std), float(rampup_epochs)
+        self.ema_decay, self.noise_std, self.rampup_epochs = (
+            float(ema_decay),
+            float(noise_std),
+            float(rampup_epochs),
+        )
         self.teacher = copy.deepcopy(self.unet).requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -40,9 +40,9 @@ METHODS: tuple[str, ...] = (
     "lsm",
     "pix2pix",
     "cyclegan",
+    "lsmABCD (ablation, e.g. lsm1010)",
     "unet",
     "meanteacher",
-    "lsmABCD (ablation, e.g. lsm1010)",
 )
 _ABLATION = re.compile(r"^lsm([01]{4})$")
 

@@ -148,7 +148,9 @@ class UNetStep(Step):
         """Image input, the mask views and the row indices (the masks are never one-hot encoded)."""
         x, y = self.x.name, self.y.name
         device = raw[x].device
-        index = {k: v.to(device, non_blocking=True) for k, v in self._indices(*self._host_rows(raw, host)).items()}
+        index = {
+            k: v.to(device, non_blocking=True) for k, v in self._indices(*self._host_rows(raw, host)).items()
+        }
         views = {x: raw[x], y: raw[y]}
         return RowBatch(views, presence(raw, self.network.names), {x: self.x.to_input(raw[x])}, index=index)
 

@@ -55,6 +55,15 @@ def test_sit_trains_records_and_evaluates_from_the_record(method: str, sit_dir: 
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["n"] == 12
     pred = tmp_path / "pred"
-    r = _run("run", ["inference.json"], "--dataset_dir", str(sit_dir), "--ckpt_dir", str(models), "--output_dir", str(pred))
+    r = _run(
+        "run",
+        ["inference.json"],
+        "--dataset_dir",
+        str(sit_dir),
+        "--ckpt_dir",
+        str(models),
+        "--output_dir",
+        str(pred),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list(pred.glob("*.png"))) == 60

@@ -57,7 +57,9 @@ def test_ema_update_is_decay_teacher_plus_one_minus_decay_student(step: int) -> 
 
 def test_teacher_starts_as_the_student_and_is_what_forward_runs() -> None:
     net = tiny_teacher()
-    assert all(torch.equal(t, s) for t, s in zip(net.teacher.parameters(), net.unet.parameters(), strict=True))
+    assert all(
+        torch.equal(t, s) for t, s in zip(net.teacher.parameters(), net.unet.parameters(), strict=True)
+    )
     _perturb_student(net)
     x = torch.rand(2, 1, 32, 32)
     torch.testing.assert_close(net(x), net.teacher(x))
@@ -119,7 +121,9 @@ def test_the_trainer_updates_the_teacher_after_each_step_and_ramps_the_consisten
     trainer.run()
     assert trainer.state.iteration == 4
     assert not all(torch.equal(b, p) for b, p in zip(before, net.unet.parameters(), strict=True))
-    assert all(torch.equal(t, s) for t, s in zip(net.teacher.parameters(), net.unet.parameters(), strict=True))
+    assert all(
+        torch.equal(t, s) for t, s in zip(net.teacher.parameters(), net.unet.parameters(), strict=True)
+    )
     step = trainer.step
     assert isinstance(step, MeanTeacherStep) and step.ramp == pytest.approx(sigmoid_rampup(3 / 2, 4.0))
     assert set(trainer.state.metrics) >= {"train_sup_image2label", "train_con_label"}
@@ -128,4 +132,10 @@ def test_the_trainer_updates_the_teacher_after_each_step_and_ramps_the_consisten
 def test_network_for_records_every_mean_teacher_setting() -> None:
     record = network_for("meanteacher", LSM_RECORD, ema_decay=0.999)
     assert record["name"] == "MeanTeacherUNet"
-    assert record["args"] == {"domains": DOMAINS, "ngf": 4, "ema_decay": 0.999, "noise_std": 0.1, "rampup_epochs": 5.0}
+    assert record["args"] == {
+        "domains": DOMAINS,
+        "ngf": 4,
+        "ema_decay": 0.999,
+        "noise_std": 0.1,
+        "rampup_epochs": 5.0,
+    }

@@ -5,7 +5,15 @@ import torch
 
 from lsmseg.engines.record import ModelRecord
 from lsmseg.keys import Mode
-from lsmseg.methods import Domain, LatentSpaceMapping, SegmentationUNet, Step, UNetStep, make_step, method_stages
+from lsmseg.methods import (
+    Domain,
+    LatentSpaceMapping,
+    SegmentationUNet,
+    Step,
+    UNetStep,
+    make_step,
+    method_stages,
+)
 from lsmseg.methods.registry import network_for
 from lsmseg.methods.unet import unet_channels
 from tests.helpers.methods import MIXED, mixed_batch, tiny_lsm
@@ -14,7 +22,10 @@ DOMAINS = [
     {"name": "image", "kind": "image", "channels": 1},
     {"name": "label", "kind": "mask", "channels": 3},
 ]
-LSM_RECORD = {"name": "LatentSpaceMapping", "args": {"domains": DOMAINS, "ngf": 4, "ndf": 4, "image_size": 32}}
+LSM_RECORD = {
+    "name": "LatentSpaceMapping",
+    "args": {"domains": DOMAINS, "ngf": 4, "ndf": 4, "image_size": 32},
+}
 
 
 def _count(module: torch.nn.Module) -> int:
