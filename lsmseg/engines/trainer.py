@@ -46,8 +46,8 @@ class SemiSupervisedTrainer(Trainer):
         network: the LSM module (all encoders, decoders, links and latent critics). Its state
             dict is what checkpoints hold; Pix2Pix's and CycleGAN's image-space critics belong
             to the step (``trainer.step.critics``) and are not part of it.
-        method: ``basic``, ``sop``, ``ioda``, ``lsm``, an ablation ``lsmABCD``, ``pix2pix`` or
-            ``cyclegan``.
+        method: ``basic``, ``sop``, ``ioda``, ``lsm``, an ablation ``lsmABCD``, ``pix2pix``,
+            ``cyclegan``, or ``unet`` / ``meanteacher`` (with a ``SegmentationUNet`` network).
         lambdas: loss weights, see :class:`lsmseg.methods.Lambdas`.
         learning_rate: Adam learning rate of generators and critics (paper: 1e-4).
         betas: Adam betas; None takes the method's reference: (0.9, 0.999) for LSM and its
@@ -125,7 +125,7 @@ class SemiSupervisedTrainer(Trainer):
         self.add_event_handler(Events.EPOCH_STARTED, self._reset_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._publish_epoch_losses)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._stage_budget)
-        for h in handlers or ():
+        for h in (self.step, *(handlers or ())):  # the step's own hooks (Mean Teacher's EMA) first
             h.attach(self)
 
     def _place(self, device: torch.device) -> None:

@@ -22,6 +22,8 @@ from torch import nn
 
 from lsmseg.methods.domains import Domain
 from lsmseg.methods.lsm import LatentSpaceMapping
+from lsmseg.methods.meanteacher import MeanTeacherUNet
+from lsmseg.methods.unet import SegmentationUNet
 
 
 def _latent_space_mapping(domains: list[Mapping[str, Any] | Domain], **kwargs: Any) -> nn.Module:
@@ -32,7 +34,11 @@ def _latent_space_mapping(domains: list[Mapping[str, Any] | Domain], **kwargs: A
 # name -> (factory, the signature whose parameters are the valid argument names)
 NETWORKS: dict[str, tuple[Callable[..., nn.Module], Callable[..., Any]]] = {
     "LatentSpaceMapping": (_latent_space_mapping, LatentSpaceMapping.__init__),
+    "SegmentationUNet": (SegmentationUNet, SegmentationUNet.__init__),
+    "MeanTeacherUNet": (MeanTeacherUNet, MeanTeacherUNet.__init__),
 }
+# Methods that train a network of their own instead of LSM's: method -> network name.
+METHOD_NETWORKS: dict[str, str] = {"unet": "SegmentationUNet", "meanteacher": "MeanTeacherUNet"}
 
 
 def register_network(
@@ -64,3 +70,21 @@ def build_network(name: str, args: Mapping[str, Any]) -> nn.Module:
         )
     factory, _ = NETWORKS[name]
     return factory(**dict(args))
+
+
+def network_for(method: str, lsm_network: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
+    """The network record (``{"name", "args"}``) that ``method`` trains, from a bundle's LSM record.
+
+    ``unet`` and ``meanteacher`` train a U-Net (:data:`METHOD_NETWORKS`) on the LSM record's
+    ``domains`` at its ``ngf``; ``settings`` add arguments of that network (e.g.
+    ``ema_decay=0.999``). Every other method trains LSM's networks: ``lsm_network`` unchanged.
+    Bundles call it as ``network_for(@method, @lsm_network)``.
+    """
+    if method not in METHOD_NETWORKS:
+        return {"name": str(lsm_network["name"]), "args": dict(lsm_network["args"])}
+    name, lsm_args = METHOD_NETWORKS[method], lsm_network["args"]
+    args: dict[str, Any] = {"domains": list(lsm_args["domains"]), "ngf": int(lsm_args.get("ngf", 64))}
+    if name == "MeanTeacherUNet":  # every setting in the record: it says how the teacher was made
+        defaults = inspect.signature(MeanTeacherUNet.__init__).parameters
+        args |= {k: defaults[k].default for k in ("ema_decay", "noise_std", "rampup_epochs")}
+    return {"name": name, "args": args | settings}

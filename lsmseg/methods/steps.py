@@ -24,7 +24,7 @@ a loss or a gradient.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +103,9 @@ class Step(ABC):
 
     def begin(self, stage: Stage) -> None:  # noqa: B027 - a hook: only the latent step needs it
         """Prepare for a stage's terms (the latent step derives its forward plan)."""
+
+    def attach(self, engine: Any) -> None:  # noqa: B027 - a hook: only Mean Teacher needs it
+        """Register per-iteration handlers on the trainer (Mean Teacher: EMA update, ramp-up)."""
 
     @abstractmethod
     def forward(self, generators: nn.Module, batch: Batch) -> Outputs:
@@ -410,11 +413,23 @@ class CycleGANStep(Step):
         return losses
 
 
+# Steps of the families that bring their own network (``lsmseg.methods.unet``, ``.meanteacher``):
+# kind -> factory(network), filled by those modules when ``lsmseg.methods`` is imported.
+STEP_FACTORIES: dict[str, Callable[[Any], Step]] = {}
+
+
+def register_step(kind: str, factory: Callable[[Any], Step]) -> None:
+    """Make :func:`make_step` build ``factory(network)`` for stages of step ``kind``."""
+    STEP_FACTORIES[kind] = factory
+
+
 def make_step(
     kind: StepKind, network: LatentSpaceMapping, ndf: int = 64, n_layers: int = 3, gan_loss: str | None = None
 ) -> Step:
     """The step of a method family (``Stage.step``); ``ndf``, ``n_layers``, ``gan_loss`` configure
     the image-space critics of Pix2Pix (default ``bce``) and CycleGAN (default ``lsgan``)."""
+    if kind in STEP_FACTORIES:
+        return STEP_FACTORIES[kind](network)
     if kind == "pix2pix":
         return Pix2PixStep(network, ndf, n_layers, check_gan_loss(gan_loss or "bce"))
     if kind == "cyclegan":

@@ -10,6 +10,9 @@ them (``lsmseg.methods.steps``). Terms for domains a, b:
   step (LSM and its presets).
 - ``Term("gan", b)`` (image-space adversarial term on translations into b) and ``Term("cyc", a)``
   (cycle a -> b -> a back to the original values): the Pix2Pix and CycleGAN steps.
+- ``Term("con", b)`` (Mean Teacher consistency of the predictions of b, rows with the source):
+  the Mean Teacher step (``lsmseg.methods.meanteacher``); the U-Net baselines train their own
+  network, ``SegmentationUNet`` (``lsmseg.methods.unet``).
 
 A term is a value, never a string taken apart: a domain may be called ``t2w``. Its ``name``
 (``sup_image2label``) only labels logs and metrics (``train_<name>``). The first two domains
@@ -25,16 +28,16 @@ from typing import Literal
 
 from lsmseg.errors import check_choice
 
-TermKind = Literal["rec", "sup", "lat", "adv", "gan", "cyc"]
+TermKind = Literal["rec", "sup", "lat", "adv", "gan", "cyc", "con"]
 PAIR_KINDS: tuple[str, ...] = ("sup", "lat")  # terms of a translation a -> b
-DOMAIN_KINDS: tuple[str, ...] = ("rec", "adv", "gan", "cyc")  # terms of one domain
+DOMAIN_KINDS: tuple[str, ...] = ("rec", "adv", "gan", "cyc", "con")  # terms of one domain
 ADVERSARIAL_KINDS: tuple[str, ...] = ("adv", "gan")  # terms that read a critic
 AdversarialLoss = Literal["confusion", "bce", "minimax"]
 ADVERSARIAL_LOSSES: tuple[str, ...] = ("confusion", "bce", "minimax")
 AdversarialRows = Literal["unpaired", "all"]
 ADVERSARIAL_ROWS: tuple[str, ...] = ("unpaired", "all")
-StepKind = Literal["latent", "pix2pix", "cyclegan"]
-STEPS: tuple[str, ...] = ("latent", "pix2pix", "cyclegan")
+StepKind = Literal["latent", "pix2pix", "cyclegan", "unet", "meanteacher"]
+STEPS: tuple[str, ...] = ("latent", "pix2pix", "cyclegan", "unet", "meanteacher")
 METHODS: tuple[str, ...] = (
     "basic",
     "sop",
@@ -43,6 +46,8 @@ METHODS: tuple[str, ...] = (
     "pix2pix",
     "cyclegan",
     "lsmABCD (ablation, e.g. lsm1010)",
+    "unet",
+    "meanteacher",
 )
 _ABLATION = re.compile(r"^lsm([01]{4})$")
 
@@ -98,6 +103,10 @@ class Lambdas:
     adv: float = 1.0  # L_adv latent adversarial, unpaired rows
     gan: float = 1.0  # image-space GAN terms of Pix2Pix and CycleGAN (both references: 1)
     cyc: float = 10.0  # CycleGAN cycle consistency, each direction (Zhu et al. 2017: 10)
+    # Mean Teacher consistency at the end of its ramp-up, on the per-element MSE of softmax
+    # outputs. Tarvainen & Valpola weigh it 10-100x their classification loss, SSL4MIS (the
+    # common medical-segmentation code) ~0.2x; 1x ``sup`` lies between them (tune it).
+    con: float = 10.0
 
     @classmethod
     def from_dict(cls, values: dict[str, float] | None) -> Lambdas:
@@ -207,6 +216,10 @@ PRESETS: dict[str, tuple[Preset, ...]] = {
             step="cyclegan",
         ),
     ),
+    # Ronneberger et al. 2015 as MONAI builds it: supervised x -> y on paired rows, nothing else.
+    "unet": (Preset("train", {_SUP: "sup"}, step="unet"),),
+    # Tarvainen & Valpola 2017: the U-Net as student, an EMA teacher, consistency on rows with x.
+    "meanteacher": (Preset("train", {_SUP: "sup", Term("con", "y"): "con"}, step="meanteacher"),),
 }
 
 
@@ -241,7 +254,8 @@ def method_stages(method: str, domains: Sequence[str], lambdas: Lambdas | None =
 
     Args:
         method: ``basic`` (LSM 0000), ``sop``, ``ioda``, ``lsm`` (LSM 1111), ``lsmABCD`` for an
-            ablation (:class:`Switches`), ``pix2pix`` or ``cyclegan`` (see :data:`PRESETS`).
+            ablation (:class:`Switches`), ``pix2pix``, ``cyclegan``, ``unet`` or ``meanteacher``
+            (see :data:`PRESETS`; the last two train a ``SegmentationUNet``, not LSM's networks).
             Pix2Pix weighs its supervised term with ``lambdas.sup`` like every other method (the
             pix2pix reference weighs an L1 image loss by 100; for masks the term is the domain's
             cross-entropy, so the same ``sup`` keeps the comparison to the GAN term alone).

@@ -153,7 +153,7 @@ def test_torchrun_two_processes_on_cpu_with_gloo(faces_dir: Path, tmp_path: Path
     [
         ({"dataset_dir": "/nonexistent/300w"}, "dataset_dir /nonexistent/300w does not exist"),
         ({"proportion": 0}, "proportion must be in (0, 1]"),
-        ({"method": "unet"}, "valid: basic, sop, ioda, lsm"),
+        ({"method": "unetr"}, "valid: basic, sop, ioda, lsm"),
         ({"dataset_dir": "JUNK"}, "neither a 300-W layout"),
     ],
 )

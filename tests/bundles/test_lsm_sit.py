@@ -93,7 +93,7 @@ def test_torchrun_two_processes_on_cpu_with_gloo(sit_dir: Path, tmp_path: Path) 
     [
         (["--dataset_dir", "/nonexistent/sit"], "dataset_dir /nonexistent/sit does not exist"),
         (["--proportion", "1.5"], "proportion must be in (0, 1]"),
-        (["--method", "unet"], "valid: basic, sop, ioda, lsm"),
+        (["--method", "unetr"], "valid: basic, sop, ioda, lsm"),
         (["--adversarial", "wgan"], "valid: confusion, bce"),
     ],
 )
