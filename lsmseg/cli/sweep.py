@@ -18,9 +18,13 @@ from lsmseg.cli.args import csv_list, positive_int
 EPILOG = """\
 outputs (in --out DIR):
   results.csv    method, proportion, seed, metric, best_epoch, seconds (+ metric_name,
-                 valid_metric, epochs, threads, load_1m); rewritten after each run
-  sweep.png      test metric vs proportion (log x), mean and min-max band per method
-  summary.md     mean +- std (min-max) per method x proportion
+                 valid_metric, epochs, threads, load_1m, floor); rewritten after each run
+  sweep.png      test metric vs proportion (log x), mean and min-max band per method,
+                 the floor dashed
+  summary.md     mean +- std (min-max) per method x proportion, the floor per proportion;
+                 * marks a mean that does not clear the floor
+  floor          the test score of the best input-independent prediction (mean training mask,
+                 threshold tuned on validation; mean training landmarks for NRMSE)
   runs/<method>_p<p>_s<seed>/   run.log, commands.sh (the equivalent monai.bundle commands),
                  ckpt/{model.pt,best.json}, output/metrics.json
 
