@@ -8,12 +8,11 @@ summary table on stdout plus the paths of the results.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from typing import Any
 
-from lsmseg.cli.args import csv_list, positive_int
+from lsmseg.cli.args import csv_list, key_value, positive_int
 
 EPILOG = """\
 outputs (in --out DIR):
@@ -58,16 +57,6 @@ def _proportions(text: str) -> list[float]:
     return values
 
 
-def _override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
@@ -95,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
-        type=_override,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",

@@ -19,9 +19,9 @@ def iou_metric() -> MeanIoU:
     return MeanIoU(include_background=False, reduction="mean_batch", ignore_empty=True)
 
 
-def mean_iou(per_class: torch.Tensor) -> float:
+def mean_iou(per_class: Any) -> float:
     """mIoU: the mean of the finite (C - 1,) per-class IoUs of :func:`iou_metric` (which gives 0,
-    not NaN, to a class that no image has)."""
+    not NaN, to a class that no image has); ``per_class`` is what its ``aggregate()`` returns."""
     finite = [float(v) for v in torch.as_tensor(per_class).reshape(-1) if v == v]
     return sum(finite) / len(finite) if finite else float("nan")
 

@@ -80,7 +80,7 @@ def _scaled(freq: torch.Tensor, valid: torch.Tensor) -> tuple[list[float], float
         changed = False
         for c in range(1, n_classes):
             for s in SCALES:
-                trial = scales[:c] + [s] + scales[c + 1 :]
+                trial = [*scales[:c], s, *scales[c + 1 :]]
                 value = score(trial)
                 if value > best:
                     scales, best, changed = trial, value, True

@@ -15,7 +15,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,21 @@ from lsmseg.io.atomic import write_json_atomic
 METRIC_NAMES = ("miou", "nrmse")  # what an evaluate.json writes to metrics.json: masks, landmarks
 
 
-def _train(configs: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Train; return the best epoch (counted over all stages), its validation metric, epochs run."""
+def train_bundle(
+    configs: Path, overrides: Mapping[str, Any], attach: Callable[[Any], None] | None = None
+) -> dict[str, Any]:
+    """Train; return the best epoch (counted over all stages), its validation metric, epochs run.
+
+    ``attach`` receives the initialised workflow before it runs (e.g. to add a handler to
+    ``train#trainer`` or ``validate#evaluator``: parsed content is cached, so they are the
+    engines that run).
+    """
     from monai.bundle import ConfigWorkflow
 
     train = ConfigWorkflow(config_file=str(configs / "train.json"), workflow_type="train", **overrides)
     train.initialize()
+    if attach is not None:
+        attach(train)
     train.run()
     state = train.parser.get_parsed_content("train#trainer").state
     best = {
@@ -72,7 +81,7 @@ def train_and_test(spec_path: str | os.PathLike) -> dict[str, Any]:
     spec = json.loads(Path(spec_path).read_text())
     configs, overrides = Path(spec["bundle"]) / "configs", dict(spec["overrides"])
     t0 = time.perf_counter()
-    best = _train(configs, overrides)
+    best = train_bundle(configs, overrides)
     write_json_atomic(Path(overrides["ckpt_dir"]) / "best.json", best)
     gc.collect()  # the training workflow's networks and loaders before the test builds its own
     t1 = time.perf_counter()

@@ -163,7 +163,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], methods: Sequence[str] | N
         lines.append(f"| {m} | " + " | ".join(_cell_text(by.get((m, p)), lower) for p in props) + " |")
     floor = floors(cells)
     if floor:
-        lines.append("| floor | " + " | ".join(f"{floor[p]:.3f}" if p in floor else "-" for p in props) + " |")
+        lines.append(
+            "| floor | " + " | ".join(f"{floor[p]:.3f}" if p in floor else "-" for p in props) + " |"
+        )
     lines.append("")
     lines.append(
         f"Test {name} ({_direction(name)} is better): mean ± sample std over seeds (min–max, number of seeds)."
