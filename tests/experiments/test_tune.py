@@ -102,3 +102,20 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
         tune_setup(SIT_BUNDLE, "nope", 0.2, tmp_path)
     with pytest.raises(UsageError, match="proportion"):
         tune_setup(SIT_BUNDLE, "lsm", 1.5, tmp_path)
+
+
+def test_a_pruned_trial_stops_training_after_that_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a pruner that prunes any IoU below 2, the first validation stops a 3-epoch run."""
+    from lsmseg.experiments.tune import run_tune
+    from tests.helpers.experiments import write_tiny_sit
+
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", lambda **_: optuna.pruners.ThresholdPruner(lower=2.0))
+    tiny = {"dataset_dir": str(write_tiny_sit(tmp_path / "sit32")), "image_size": 32, "ngf": 4, "ndf": 4}
+    setup = tune_setup(SIT_BUNDLE, "basic", 1.0, tmp_path / "tune", overrides={**tiny, "max_epochs": 3})
+    report = run_tune(setup, trials=1, log=lambda line: None)
+    (trial,) = report.study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and report.counted == 1
+    assert trial.user_attrs["pruned_at"] == 1 and trial.user_attrs["epochs"] == 1
+    assert report.best_overrides is None and (tmp_path / "tune" / "trials.csv").is_file()
