@@ -8,19 +8,22 @@ summary table on stdout plus the paths of the results.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from typing import Any
 
-from lsmseg.cli.args import csv_list, positive_int
+from lsmseg.cli.args import csv_list, key_value, positive_int
 
 EPILOG = """\
 outputs (in --out DIR):
   results.csv    method, proportion, seed, metric, best_epoch, seconds (+ metric_name,
-                 valid_metric, epochs, threads, load_1m); rewritten after each run
-  sweep.png      test metric vs proportion (log x), mean and min-max band per method
-  summary.md     mean +- std (min-max) per method x proportion
+                 valid_metric, epochs, threads, load_1m, floor); rewritten after each run
+  sweep.png      test metric vs proportion (log x), mean and min-max band per method,
+                 the floor dashed
+  summary.md     mean +- std (min-max) per method x proportion, the floor per proportion;
+                 * marks a mean that does not clear the floor
+  floor          the test score of the best input-independent prediction (mean training mask,
+                 threshold tuned on validation; mean training landmarks for NRMSE)
   runs/<method>_p<p>_s<seed>/   run.log, commands.sh (the equivalent monai.bundle commands),
                  ckpt/{model.pt,best.json}, output/metrics.json
 
@@ -54,16 +57,6 @@ def _proportions(text: str) -> list[float]:
     return values
 
 
-def _override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
@@ -91,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
-        type=_override,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",

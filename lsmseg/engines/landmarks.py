@@ -93,7 +93,8 @@ class NrmseHandler(IgniteMetricHandler):
 
 
 class NrmseReport:
-    """Mean NRMSE over an evaluator run, written as ``{"nrmse": float, "n": int}`` (metrics.json).
+    """Mean NRMSE over an evaluator run, written as ``{"nrmse": float, "n": int}`` (metrics.json)
+    plus the entries of ``floor`` (``{"floor": NRMSE of the mean training shape}``).
 
     Reads the evaluator's decollated items ``pred`` and ``label``: (136,) landmarks in [0, 1],
     the prediction after its sigmoid.
@@ -101,11 +102,15 @@ class NrmseReport:
     Args:
         path: where metrics.json goes.
         convention: see :class:`NrmseMetric`.
+        floor: the floor of the same test split (:func:`lsmseg.engines.floor.landmark_floor`).
     """
 
-    def __init__(self, path: str | Path, convention: Convention = "standard") -> None:
+    def __init__(
+        self, path: str | Path, convention: Convention = "standard", floor: Mapping[str, Any] | None = None
+    ) -> None:
         self.path = Path(path)
         self.metric = NrmseMetric(convention)
+        self.floor = dict(floor or {})
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.metric.reset())
@@ -119,8 +124,8 @@ class NrmseReport:
         self.metric(y_pred=pred, y=label)
 
     def result(self) -> dict:
-        """``{"nrmse": mean over faces, "n": faces}``."""
-        return {"nrmse": float(self.metric.aggregate()), "n": self.metric.count()}
+        """``{"nrmse": mean over faces, "n": faces}`` plus the floor's entries."""
+        return {"nrmse": float(self.metric.aggregate()), "n": self.metric.count(), **self.floor}
 
     def _write(self, engine: Engine) -> None:
         write_json_atomic(self.path, self.result(), allow_nan=True)

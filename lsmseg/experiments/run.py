@@ -15,7 +15,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,21 @@ from lsmseg.io.atomic import write_json_atomic
 METRIC_NAMES = ("miou", "nrmse")  # what an evaluate.json writes to metrics.json: masks, landmarks
 
 
-def _train(configs: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Train; return the best epoch (counted over all stages), its validation metric, epochs run."""
+def train_bundle(
+    configs: Path, overrides: Mapping[str, Any], attach: Callable[[Any], None] | None = None
+) -> dict[str, Any]:
+    """Train; return the best epoch (counted over all stages), its validation metric, epochs run.
+
+    ``attach`` receives the initialised workflow before it runs (e.g. to add a handler to
+    ``train#trainer`` or ``validate#evaluator``: parsed content is cached, so they are the
+    engines that run).
+    """
     from monai.bundle import ConfigWorkflow
 
     train = ConfigWorkflow(config_file=str(configs / "train.json"), workflow_type="train", **overrides)
     train.initialize()
+    if attach is not None:
+        attach(train)
     train.run()
     state = train.parser.get_parsed_content("train#trainer").state
     best = {
@@ -41,8 +50,9 @@ def _train(configs: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
     return best
 
 
-def _test(configs: Path, overrides: Mapping[str, Any]) -> tuple[str, float]:
-    """Test the best checkpoint; return the metric's name and value from ``metrics.json``."""
+def _test(configs: Path, overrides: Mapping[str, Any]) -> tuple[str, float, float | None]:
+    """Test the best checkpoint; return the metric's name, its value and the floor (None when
+    the bundle reports none) from ``metrics.json``."""
     from monai.bundle import ConfigWorkflow
 
     files = [str(configs / "train.json"), str(configs / "evaluate.json")]
@@ -54,7 +64,8 @@ def _test(configs: Path, overrides: Mapping[str, Any]) -> tuple[str, float]:
     name = next((k for k in METRIC_NAMES if k in metrics), None)
     if name is None:
         raise ValueError(f"metrics.json has neither miou nor nrmse: {sorted(metrics)}")
-    return name, float(metrics[name])
+    floor = metrics.get("floor")
+    return name, float(metrics[name]), None if floor is None else float(floor)
 
 
 def train_and_test(spec_path: str | os.PathLike) -> dict[str, Any]:
@@ -64,20 +75,22 @@ def train_and_test(spec_path: str | os.PathLike) -> dict[str, Any]:
     ``state.best_metric_epoch`` (set by the bundle's early stopping); it is written to
     ``<ckpt_dir>/best.json`` with the best validation metric and the epochs trained. Seconds are
     wall time; ``cpu_seconds`` is the process's user + system time (what the run cost whatever
-    else shared the machine).
+    else shared the machine); ``floor`` is the test score of the best input-independent
+    prediction (``metrics.json``, :mod:`lsmseg.engines.floor`).
     """
     spec = json.loads(Path(spec_path).read_text())
     configs, overrides = Path(spec["bundle"]) / "configs", dict(spec["overrides"])
     t0 = time.perf_counter()
-    best = _train(configs, overrides)
+    best = train_bundle(configs, overrides)
     write_json_atomic(Path(overrides["ckpt_dir"]) / "best.json", best)
     gc.collect()  # the training workflow's networks and loaders before the test builds its own
     t1 = time.perf_counter()
-    name, value = _test(configs, overrides)
+    name, value, floor = _test(configs, overrides)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {
         "metric_name": name,
         "metric": value,
+        "floor": floor,
         "valid_metric": best["best_metric"],
         "best_epoch": best["best_epoch"],
         "epochs": best["epochs"],

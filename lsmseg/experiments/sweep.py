@@ -10,8 +10,10 @@ Layout of the output folder ``DIR``::
 
     DIR/sweep.json                  settings shared by every run (a resumed sweep must match them)
     DIR/results.csv                 one row per finished run, rewritten atomically after each
-    DIR/sweep.png                   test metric vs proportion (log x): mean and min-max band
-    DIR/summary.md                  mean +- std (min-max) per method x proportion
+    DIR/sweep.png                   test metric vs proportion (log x): mean and min-max band,
+                                    the floor (best input-independent prediction) dashed
+    DIR/summary.md                  mean +- std (min-max) per method x proportion, the floor,
+                                    cells on the wrong side of the floor marked *
     DIR/runs/<method>_p<p>_s<seed>/ run.log, spec.json, commands.sh, result.json,
                                     ckpt/{model.pt, best.json}, output/metrics.json
 
@@ -55,7 +57,7 @@ PAPER_REFERENCE: dict[str, dict[str, dict[float, float]]] = {
     }
 }
 # Keys of a run's result.json copied into its results.csv row.
-RESULT_KEYS = ("metric", "metric_name", "valid_metric", "best_epoch", "epochs", "cpu_seconds")
+RESULT_KEYS = ("metric", "metric_name", "valid_metric", "best_epoch", "epochs", "cpu_seconds", "floor")
 POLL_S = 0.2  # how often the parent looks for finished children, seconds
 
 
@@ -224,7 +226,7 @@ def _finished_row(spec: RunSpec, run: _Running, log: Callable[[str], None], tag:
         "seconds": round(seconds, 1),
         "threads": run.threads,
         "load_1m": round(os.getloadavg()[0], 2),
-        **{k: result[k] for k in RESULT_KEYS},
+        **{k: result.get(k) for k in RESULT_KEYS},  # a result.json from before the floor has none
     }
     log(
         f"{tag}: test {row['metric_name']} {row['metric']:.4f}, best epoch {row['best_epoch']}"

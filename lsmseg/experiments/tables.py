@@ -28,14 +28,17 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "cpu_seconds",
     "threads",
     "load_1m",
+    "floor",
 )
 """Columns of ``results.csv``: the DESIGN.md contract first (metric = test split; best_epoch =
 epoch of the best validation score of the final stage, counted over all stages; seconds = wall
 time of the run's process), then the metric's name, the best validation score, the epochs
 trained (all stages), the CPU seconds the run's process used (user + system: what the run costs
-whatever else shares the machine), its torch threads and the 1-minute load average at its end."""
+whatever else shares the machine), its torch threads, the 1-minute load average at its end and
+the floor: the test score of the best input-independent prediction of the run's split
+(:mod:`lsmseg.engines.floor`)."""
 
-FLOAT_COLUMNS = ("metric", "seconds", "valid_metric", "cpu_seconds", "load_1m")  # empty -> NaN
+FLOAT_COLUMNS = ("metric", "seconds", "valid_metric", "cpu_seconds", "load_1m", "floor")  # empty -> NaN
 INT_COLUMNS = ("best_epoch", "epochs", "threads")  # empty -> -1
 LOWER_IS_BETTER = frozenset({"nrmse"})
 
@@ -77,6 +80,13 @@ class Cell:
     hi: float
     best_epoch: float  # mean over seeds
     seconds: float  # mean wall seconds per run
+    floor: float  # mean over seeds of the floor (NaN when the runs report none)
+
+    def below_floor(self, lower_is_better: bool = False) -> bool:
+        """Whether the mean is on the wrong side of the floor (below it; above it for NRMSE)."""
+        if not math.isfinite(self.floor):
+            return False
+        return self.mean > self.floor if lower_is_better else self.mean < self.floor
 
 
 def summarise(rows: Sequence[Mapping[str, Any]]) -> list[Cell]:
@@ -98,17 +108,44 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[Cell]:
                 max(values),
                 statistics.fmean(float(r["best_epoch"]) for r in rs),
                 statistics.fmean(float(r["seconds"]) for r in rs),
+                _mean_finite(r.get("floor") for r in rs),
             )
         )
     return cells
+
+
+def _mean_finite(values: Iterable[Any]) -> float:
+    """Mean of the finite numbers among ``values`` (None, empty and NaN skipped); NaN if none."""
+    finite = [float(v) for v in values if v not in (None, "") and math.isfinite(float(v))]
+    return statistics.fmean(finite) if finite else math.nan
+
+
+def floors(cells: Sequence[Cell]) -> dict[float, float]:
+    """The floor per proportion: mean over the cells (methods) that report one; the floor
+    depends only on the split (proportion and seed), not on the method."""
+    by: dict[float, list[float]] = {}
+    for c in cells:
+        if math.isfinite(c.floor):
+            by.setdefault(c.proportion, []).append(c.floor)
+    return {p: statistics.fmean(v) for p, v in by.items()}
 
 
 def _direction(name: str) -> str:
     return "lower" if name in LOWER_IS_BETTER else "higher"
 
 
+def _cell_text(c: Cell | None, lower: bool) -> str:
+    """``mean ± std (min–max, n=seeds)``, with a trailing ``*`` when the mean is past the floor."""
+    if c is None:
+        return "-"
+    mark = " *" if c.below_floor(lower) else ""
+    return f"{c.mean:.3f} ± {c.std:.3f} ({c.lo:.3f}–{c.hi:.3f}, n={c.n}){mark}"
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], methods: Sequence[str] | None = None) -> str:
-    """Methods as rows, proportions as columns: ``mean ± std (min–max, n=seeds)`` of the test metric."""
+    """Methods as rows, proportions as columns: ``mean ± std (min–max, n=seeds)`` of the test
+    metric; a last row with the floor per proportion, and ``*`` on cells whose mean does not
+    clear it (below it, or above it when lower is better)."""
     cells = summarise(rows)
     if not cells:
         return "(no finished runs)\n"
@@ -117,20 +154,29 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], methods: Sequence[str] | N
     props = sorted({c.proportion for c in cells}, reverse=True)
     by = {(c.method, c.proportion): c for c in cells}
     name = str(rows[0].get("metric_name", "metric"))
+    lower = name in LOWER_IS_BETTER
     lines = [
         "| method | " + " | ".join(f"{100 * p:g} %" for p in props) + " |",
         "|---|" + "---|" * len(props),
     ]
     for m in order:
-        row = [
-            f"{c.mean:.3f} ± {c.std:.3f} ({c.lo:.3f}–{c.hi:.3f}, n={c.n})" if (c := by.get((m, p))) else "-"
-            for p in props
-        ]
-        lines.append(f"| {m} | " + " | ".join(row) + " |")
+        lines.append(f"| {m} | " + " | ".join(_cell_text(by.get((m, p)), lower) for p in props) + " |")
+    floor = floors(cells)
+    if floor:
+        lines.append(
+            "| floor | " + " | ".join(f"{floor[p]:.3f}" if p in floor else "-" for p in props) + " |"
+        )
     lines.append("")
     lines.append(
         f"Test {name} ({_direction(name)} is better): mean ± sample std over seeds (min–max, number of seeds)."
     )
+    if floor:
+        side = "above" if lower else "below"
+        lines.append(
+            "floor: test score of the best input-independent prediction (mean training "
+            + ("landmarks" if lower else "mask, threshold tuned on validation")
+            + f"), mean over seeds; * = mean {side} the floor (learnt nothing usable from the image)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +187,8 @@ def plot(
     reference: Mapping[str, Mapping[float, float]] | None = None,
     title: str = "",
 ) -> Path:
-    """Test metric vs paired proportion (log x): the mean per method and its min-max band.
+    """Test metric vs paired proportion (log x): the mean per method and its min-max band, and
+    the floor per proportion as a grey dashed line (when the runs report it).
 
     ``reference`` adds dashed lines of published numbers (e.g. the paper's, at its own budget),
     drawn only within the sweep's range of proportions.
@@ -169,6 +216,9 @@ def plot(
             ax.plot(
                 [100 * p for p, _ in ref], [v for _, v in ref], "--", color=f"C{i}", alpha=0.6, label=label
             )
+    floor = sorted(floors(cells).items())
+    if floor:
+        ax.plot([100 * p for p, _ in floor], [v for _, v in floor], "--", color="0.3", label="floor")
     ticks = sorted({100 * c.proportion for c in cells})
     ax.set_xscale("log")
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])

@@ -73,7 +73,8 @@ def test_train_evaluate_and_infer_from_the_command_line(faces_dir: Path, tmp_pat
     r = _run(_cmd("run", ["train.json", "evaluate.json"], *SMOKE, *out))
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert set(metrics) == {"nrmse", "n"} and metrics["n"] == 4 and 0.0 < metrics["nrmse"] < 10.0
+    assert set(metrics) == {"nrmse", "n", "floor"} and metrics["n"] == 4 and 0.0 < metrics["nrmse"] < 10.0
+    assert 0.0 < metrics["floor"] < 10.0
 
     pred_dir = tmp_path / "pred"
     models = ["--ckpt_dir", str(tmp_path / "models")]

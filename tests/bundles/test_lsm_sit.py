@@ -50,6 +50,7 @@ def test_train_evaluate_and_infer_from_the_command_line(sit_dir: Path, tmp_path:
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["n"] == 12 and set(metrics["iou"]) == {"ring"}
+    assert 0.0 < metrics["floor"] < 1.0 and 0.0 <= metrics["floor_threshold"] <= 1.0
     pred_dir = tmp_path / "pred"
     infer = ["--output_dir", str(pred_dir)]  # the network comes from models/model.json
     r = _run(

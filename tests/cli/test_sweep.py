@@ -38,7 +38,9 @@ def test_tiny_sweep_writes_results_and_plot_then_resumes(tmp_path: Path, tiny_si
         ("basic", "1", "0"), ("lsm", "1", "0"), ("basic", "0.2", "0"), ("lsm", "0.2", "0"),
     }  # fmt: skip
     for r in rows:
-        assert 0.0 <= float(r["metric"]) <= 1.0 and r["metric_name"] == "miou"
+        assert (
+            0.0 <= float(r["metric"]) <= 1.0 and r["metric_name"] == "miou" and 0.0 < float(r["floor"]) < 1.0
+        )
         assert int(r["best_epoch"]) == 1 and int(r["epochs"]) == 1 and float(r["seconds"]) > 0
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     run = out / "runs" / "lsm_p0.2_s0"

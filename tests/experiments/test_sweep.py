@@ -39,8 +39,16 @@ def test_sweep_runs_each_cell_and_reports_failures(tmp_path: Path, fake_child: N
     ]  # fmt: skip
     for r in rows:
         assert r["metric"] == pytest.approx(fake_metric(r["method"], float(r["proportion"]), 0))
-        assert (r["best_epoch"], r["epochs"], r["threads"], r["cpu_seconds"]) == (2, 4, 1, 1.5)
-    assert "| lsm | 0.600 ± 0.000" in (tmp_path / "summary.md").read_text()
+        assert (r["best_epoch"], r["epochs"], r["threads"], r["cpu_seconds"], r["floor"]) == (
+            2,
+            4,
+            1,
+            1.5,
+            0.3,
+        )
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| lsm | 0.600 ± 0.000 (0.600–0.600, n=1) | 0.200 ± 0.000 (0.200–0.200, n=1) * |" in summary
+    assert "| floor | 0.300 | 0.300 |" in summary
     assert report.plot_png == tmp_path / "sweep.png"
     run = tmp_path / "runs" / "lsm_p0.2_s0"
     spec = json.loads((run / "spec.json").read_text())

@@ -63,3 +63,50 @@ def test_plot_is_a_png(tmp_path: Path) -> None:
     reference = {"lsm": {1.0: 0.73, 0.01: 0.33}}
     png = plot(result_rows(), tmp_path / "p.png", ["basic", "lsm"], reference, title="t")
     assert png.read_bytes()[:4] == b"\x89PNG" and list(tmp_path.iterdir()) == [png]
+
+
+def _with_floor(rows: list[dict], floor: dict[str, float]) -> list[dict]:
+    return [{**r, "floor": floor[r["proportion"]]} for r in rows]
+
+
+def test_floor_row_and_marks_on_cells_below_it() -> None:
+    """Floors 0.65 (100 %) and 0.45 (5 %): basic 0.6 and lsm 0.4 are below, lsm 0.75 is not."""
+    rows = _with_floor(result_rows(), {"1": 0.65, "0.05": 0.45})
+    lines = markdown_table(rows, ["basic", "lsm"]).splitlines()
+    assert lines[2] == "| basic | 0.600 ± 0.000 (0.600–0.600, n=2) * | - |"
+    assert lines[3] == "| lsm | 0.750 ± 0.071 (0.700–0.800, n=2) | 0.400 ± 0.141 (0.300–0.500, n=2) * |"
+    assert lines[4] == "| floor | 0.650 | 0.450 |"
+    assert lines[-1].startswith("floor: ") and "* = mean below the floor" in lines[-1]
+
+
+def test_lower_is_better_marks_cells_above_the_floor() -> None:
+    rows = [{**r, "metric_name": "nrmse"} for r in _with_floor(result_rows(), {"1": 0.65, "0.05": 0.45})]
+    lines = markdown_table(rows, ["basic", "lsm"]).splitlines()
+    assert lines[2].endswith("n=2) | - |")  # basic 0.6 < 0.65: better than the floor
+    assert lines[3] == "| lsm | 0.750 ± 0.071 (0.700–0.800, n=2) * | 0.400 ± 0.141 (0.300–0.500, n=2) |"
+    assert "* = mean above the floor" in lines[-1]
+
+
+def test_floor_survives_the_csv_and_a_missing_floor_reads_as_nan(tmp_path: Path) -> None:
+    rows = _with_floor(result_rows(), {"1": 0.65, "0.05": 0.45})
+    rows[4]["floor"] = None  # basic, seed 0: a run from before the floor existed
+    back = read_results(write_results(rows, tmp_path / "results.csv"))
+    assert math.isnan(back[0]["floor"]) and back[1]["floor"] == 0.65
+    cells = {(c.method, c.proportion): c for c in summarise(back)}
+    assert cells["basic", 1.0].floor == 0.65  # the mean over the seeds that report one
+
+
+def test_plot_draws_the_floor_dashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.axes
+
+    drawn: list[tuple] = []
+    original = matplotlib.axes.Axes.plot
+
+    def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        drawn.append((args, kwargs.get("label")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    plot(_with_floor(result_rows(), {"1": 0.65, "0.05": 0.45}), tmp_path / "p.png", ["basic", "lsm"])
+    floor = [args for args, label in drawn if label == "floor"]
+    assert floor == [([5.0, 100.0], [0.45, 0.65], "--")]

@@ -30,7 +30,7 @@ def result_rows() -> list[dict[str, Any]]:
 
 
 # A child that trains nothing: it writes the result.json a real run would, with
-# metric = proportion / 2 + seed / 100 (+ 0.1 for lsm), and fails (exit 3) at proportion 0.5.
+# metric = proportion / 2 + seed / 100 (+ 0.1 for lsm), floor 0.3, and fails (exit 3) at proportion 0.5.
 FAKE_CHILD = """
 import json, sys
 from pathlib import Path
@@ -40,7 +40,7 @@ if o["proportion"] == 0.5:
     sys.exit(3)
 metric = o["proportion"] / 2 + o["seed"] / 100 + (0.1 if o["method"] == "lsm" else 0.0)
 result = {"metric": metric, "metric_name": "miou", "valid_metric": metric, "best_epoch": 2,
-          "epochs": 4, "cpu_seconds": 1.5}
+          "epochs": 4, "cpu_seconds": 1.5, "floor": 0.3}
 (spec_path.parent / "result.json").write_text(json.dumps(result))
 """
 
