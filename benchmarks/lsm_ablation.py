@@ -50,6 +50,26 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lsm+epoch": ("lsm", {"sampling": "epoch"}),
     "lsm+shared": ("lsm", {"unpaired": "shared"}),
     "lsm+reference_all": ("lsm", REFERENCE),
+    # the reference's behaviour without its double softmax: adversarial, rows and sampling only
+    "lsm+reference_but_ce": ("lsm", {**REFERENCE, "sup_loss": "ce"}),
+    "lsm+adv_all_minimax": ("lsm", {"adversarial": "minimax", "adversarial_rows": "all"}),
+    # the reference's balance in logits-CE units (lsm_method.md: sup ~0.6-0.9, mask rec ~0.06-0.09)
+    "lsm+reference_but_ce_sup0.75": (
+        "lsm",
+        {
+            **REFERENCE,
+            "sup_loss": "ce",
+            "lambdas": {"rec": 1.0, "sup": 0.75, "reverse": 10.0, "lat": 1.0, "adv": 1.0},
+        },
+    ),
+    "lsm+reference_but_ce_sup0.75_rec0.1": (
+        "lsm",
+        {
+            **REFERENCE,
+            "sup_loss": "ce",
+            "lambdas": {"rec": 0.1, "sup": 0.75, "reverse": 10.0, "lat": 1.0, "adv": 1.0},
+        },
+    ),
     "basic+reference_all": ("basic", REFERENCE),
 }
 # A setting that only changes unpaired rows changes nothing at p = 1: not run there.
@@ -155,7 +175,9 @@ def summary(rows: list[dict], variants: list[str], proportions: list[float]) -> 
             gap = f"{statistics.mean(xs) - statistics.mean(base):+.3f}" if xs and base else "-"
             cells += [fmt(xs), gap]
         epochs = [r["best_epoch"] for r in rows if r["variant"] == v]
-        lines.append(f"| {v} | " + " | ".join(cells) + f" | {statistics.mean(epochs):.1f} |" if epochs else "")
+        lines.append(
+            f"| {v} | " + " | ".join(cells) + f" | {statistics.mean(epochs):.1f} |" if epochs else ""
+        )
     floors = sorted({r["floor"] for r in rows if r["floor"] != ""})
     if floors:
         lines.append(f"\nFloor (best input-independent mask, same test split): {floors[0]:.3f}")
