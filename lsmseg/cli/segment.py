@@ -101,16 +101,21 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})",
     )
     p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where the network runs (default auto)",
-    )
-    p.add_argument(
         "--no-refine",
         dest="refine",
         action="store_false",
         help="report the raw predicted compartments (no HU ranges; IMAT not measured)",
+    )
+    _add_run_options(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Where the network runs, resuming, batching, worker threads, sharding, trust in the bundle."""
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the network runs (default auto)",
     )
     p.add_argument("--resume", action="store_true", help="keep the finished cases of an earlier run in DIR")
     p.add_argument(

@@ -4,7 +4,9 @@ model     a trained bundle loaded once, from its model record (network, weights,
 patients  the patients CSV; height, weight and sex of a case (DICOM first)
 case      one case: ingest, preprocess, measure, write its files
 results   results rows, results.csv / results.json, provenance, resume state
-cohort    segment_cohort: the run over a cohort, batch by batch
+cohort    segment_cohort: the run over a cohort (or a shard of it, or one torchrun rank's)
+pipeline  ingest workers -> the network on batches -> writer workers
+shard     --shard K/N and torchrun ranks; merge: shard results -> one run's results
 """
 
 from lsmseg.clinical.cohort import DEFAULT_CUTOFFS, parse_hu_range, segment_cohort

@@ -276,10 +276,8 @@ def segment_cohort(
         batch_size: slices per network call; progress: a progress bar on a terminal's stderr.
         allow_weak_model: measure with a model below the quality floor; trust_bundle: let a
             bundle without models/model.json evaluate its configs/inference.json (code).
-        shard: ``"K/N"`` or a :class:`Shard`: only shard K (0-based) of N, written to
-            ``results.shard-K-of-N.{csv,json}`` (:func:`lsmseg.clinical.merge.merge_shards`
-            combines them). None under torchrun (``WORLD_SIZE`` > 1): shard by rank, rank 0
-            writing results.csv / results.json of the whole cohort (:func:`segment_ranks`).
+        shard: ``"K/N"``: only shard K (0-based) of N, to ``results.shard-K-of-N.{csv,json}``
+            (:func:`merge_shards` combines them); None under torchrun: by rank (:func:`segment_ranks`).
         workers: threads reading slices, and threads writing case files (each pool).
 
     Returns:

@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pytest
 
 from lsmseg.cli.main import main
 from lsmseg.data.phantom import write_cohort
-from tests.helpers.clinical import tiny_bundle
+from tests.helpers.clinical import nifti, tiny_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 TIMING = ("runtime_s",)  # the only columns that may differ between runs
@@ -80,7 +79,7 @@ def assert_same_results(out: Path, single: Path) -> None:
     masks = sorted(p.relative_to(single) for p in single.glob("cases/*/mask*.nii.gz"))
     assert masks and masks == sorted(p.relative_to(out) for p in out.glob("cases/*/mask*.nii.gz"))
     for mask in masks:
-        a, b = nib.load(single / mask), nib.load(out / mask)
+        a, b = nifti(single / mask), nifti(out / mask)
         assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj)) and np.array_equal(
             a.affine, b.affine
         )

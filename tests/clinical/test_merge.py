@@ -55,7 +55,7 @@ def test_shards_of_another_model_missing_or_unfinished_are_refused(tmp_path: Pat
     with pytest.raises(UsageError, match=r"shard 1/2 was made with other settings.*weights_sha256"):
         merge_shards([tmp_path], tmp_path)
     write_shard(tmp_path, Shard(1, 2), [])
-    with pytest.raises(UsageError, match="shard 1/2 has 0 of its 1 cases.*--resume"):
+    with pytest.raises(UsageError, match=r"shard 1/2 has 0 of its 1 cases.*--resume"):
         merge_shards([tmp_path], tmp_path)
     write_shard(tmp_path, Shard(0, 3), ["p1"])
     with pytest.raises(UsageError, match="different runs"):
