@@ -119,6 +119,15 @@ def finish_case(
         return runner.error_row(p.case, err, p.seconds + network_s + time.perf_counter() - start)
 
 
+def one_torch_thread() -> None:
+    """Worker-thread initializer: the small tensor ops of ingest and readout (resize, inverse
+    mask) get one OpenMP thread, so the pools do not oversubscribe the cores the network's own
+    threads use (OpenMP's thread count is a per-thread setting; the main thread keeps its own)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 class CohortPipeline:
     """Runs cases through ingest workers, the network and writer workers (module docstring).
 
@@ -142,8 +151,8 @@ class CohortPipeline:
     def run(self, cases: Sequence[CaseSource], done: Callable[[Sequence[CaseSource], Rows], None]) -> None:
         """Process ``cases``; ``done(batch, rows)`` is called in the main thread, batch by batch
         in input order, once every row of the batch is final (its files committed)."""
-        ingest = ThreadPoolExecutor(self.workers, thread_name_prefix="lsmseg-ingest")
-        write = ThreadPoolExecutor(self.workers, thread_name_prefix="lsmseg-write")
+        ingest = ThreadPoolExecutor(self.workers, "lsmseg-ingest", initializer=one_torch_thread)
+        write = ThreadPoolExecutor(self.workers, "lsmseg-write", initializer=one_torch_thread)
         ahead: deque[tuple[Sequence[CaseSource], list[Future[Any]]]] = deque()
         writing: deque[tuple[Sequence[CaseSource], Rows, list[Future[dict[str, Any]]]]] = deque()
         todo = batches(cases, self.batch_size)
