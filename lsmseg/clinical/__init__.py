@@ -10,9 +10,11 @@ shard     --shard K/N and torchrun ranks; merge: shard results -> one run's resu
 """
 
 from lsmseg.clinical.cohort import DEFAULT_CUTOFFS, parse_hu_range, segment_cohort
+from lsmseg.clinical.merge import merge_shards
 from lsmseg.clinical.model import DEFAULT_BUNDLE, SegmentationModel, load_bundle
 from lsmseg.clinical.patients import PatientRecord, PatientTable
 from lsmseg.clinical.results import SegmentReport
+from lsmseg.clinical.shard import Shard, parse_shard
 
 __all__ = [
     "DEFAULT_BUNDLE",
@@ -21,7 +23,10 @@ __all__ = [
     "PatientTable",
     "SegmentReport",
     "SegmentationModel",
+    "Shard",
     "load_bundle",
+    "merge_shards",
     "parse_hu_range",
+    "parse_shard",
     "segment_cohort",
 ]

@@ -132,3 +132,17 @@ def test_torchrun_on_two_cpu_processes_gives_the_single_runs_results(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     assert_same_results(out, single)
+
+
+def test_a_bad_shard_or_nothing_to_merge_is_a_usage_error(
+    cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main([*segment_args(cohort, out), "--shard", "2/2"]) == 2
+    assert "--shard 2/2: K counts from 0 and must be below N (0/2 ... 1/2)" in capsys.readouterr().err
+    assert not out.exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["merge", str(tmp_path / "empty")]) == 2
+    assert "no shard results (results.shard-K-of-N.json)" in capsys.readouterr().err
+    assert main(["merge", str(tmp_path / "empty"), str(tmp_path)]) == 2
+    assert "name the merged folder with --out DIR" in capsys.readouterr().err
