@@ -17,6 +17,7 @@ import pytest
 
 from lsmseg.cli.main import main
 from lsmseg.data.phantom import write_cohort
+from tests.helpers.cli import probe_cli
 from tests.helpers.clinical import nifti, tiny_bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,3 +147,10 @@ def test_a_bad_shard_or_nothing_to_merge_is_a_usage_error(
     assert "no shard results (results.shard-K-of-N.json)" in capsys.readouterr().err
     assert main(["merge", str(tmp_path / "empty"), str(tmp_path)]) == 2
     assert "name the merged folder with --out DIR" in capsys.readouterr().err
+
+
+def test_merge_help_answers_without_importing_torch() -> None:
+    out = probe_cli(["merge", "--help"], ["segment", "--help"])
+    assert "heavy []" in out and "Traceback" not in out, out
+    assert "results.shard-K-of-N.json" in out and "--out DIR" in out
+    assert "--shard K/N" in out and "--workers N" in out
