@@ -8,11 +8,13 @@ The stages come from the run's own clock (``SegmentReport.timings_s``):
     preprocess  body crop, HU window, resize to the network's S x S
     network     batched forward pass + softmax
     readout     probabilities back to the native grid (inverse_mask) + areas, HU statistics, SMI
-    writers     mask.nii.gz, overlay.png and seg.dcm per case
-    results     results.csv / results.json (rewritten after every batch)
+    writers     mask.nii.gz, mask_model.nii.gz, labels.json, overlay.png, seg.dcm, sr.dcm per case
+    results     results.csv / results.json (rewritten every few seconds and at the end)
 
 ``s_per_slice`` is wall time (model load and discovery included), ``cpu_s_per_slice`` the
-process's CPU time (all threads) for the same run. Weights are untrained (timing does not depend on them; a case whose random mask has no muscle is
+process's CPU time (all threads) for the same run. segment is a pipeline (ingest and writer
+threads beside the network), so the stage columns sum the seconds of every thread and together
+exceed the wall time. Weights are untrained (timing does not depend on them; a case whose random mask has no muscle is
 still written, without its DICOM SEG - ``n_ok`` says how many had one). The machine's load
 average is recorded next to the numbers: on a shared machine the wall times are upper bounds,
 and the CPU time is the steadier figure.
