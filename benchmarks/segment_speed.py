@@ -8,22 +8,29 @@ The stages come from the run's own clock (``SegmentReport.timings_s``):
     preprocess  body crop, HU window, resize to the network's S x S
     network     batched forward pass + softmax
     readout     probabilities back to the native grid (inverse_mask) + areas, HU statistics, SMI
-    writers     mask.nii.gz, overlay.png and seg.dcm per case
-    results     results.csv / results.json (rewritten after every batch)
+    writers     mask.nii.gz, mask_model.nii.gz, labels.json, overlay.png, seg.dcm, sr.dcm per case
+    results     results.csv / results.json (rewritten every few seconds and at the end)
 
 ``s_per_slice`` is wall time (model load and discovery included), ``cpu_s_per_slice`` the
-process's CPU time (all threads) for the same run. Weights are untrained (timing does not depend on them; a case whose random mask has no muscle is
+process's CPU time (all threads) for the same run. segment is a pipeline (ingest and writer
+threads beside the network), so the stage columns sum the seconds of every thread and together
+exceed the wall time. Weights are untrained (timing does not depend on them; a case whose random mask has no muscle is
 still written, without its DICOM SEG - ``n_ok`` says how many had one). The machine's load
 average is recorded next to the numbers: on a shared machine the wall times are upper bounds,
 and the CPU time is the steadier figure.
 
     python benchmarks/segment_speed.py                       # ngf 64 / 128 px and ngf 8 / 128 px
     python benchmarks/segment_speed.py --n 20 --settings 8:128 --out /tmp/speed.csv
+    python benchmarks/segment_speed.py --n 1000 --settings 8:128 --append   # add a row
+
+``peak_rss_mb`` is the process's peak resident memory (cohort writing included); run one setting
+per process to read it as that run's peak. ``workers`` is the threads per pipeline pool.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import json
 import os
@@ -51,6 +58,8 @@ COLUMNS = (
     "torch",
     "lsmseg",
     "cpu",
+    "workers",
+    "peak_rss_mb",
 )
 
 
@@ -84,8 +93,12 @@ def write_bundle(folder: Path, ngf: int, image_size: int) -> Path:
     return folder
 
 
-def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, work: Path) -> list[dict]:
+def run(
+    n: int, settings: list[tuple[int, int]], batch_size: int, device: str, work: Path, workers: int
+) -> list[dict]:
     """Segment an n-slice phantom cohort once per (ngf, image_size); one result row each."""
+    import resource
+
     import torch
 
     import lsmseg
@@ -110,6 +123,7 @@ def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, w
             device=device,
             batch_size=batch_size,
             progress=False,
+            workers=workers,
         )
         total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         t = report.timings_s
@@ -132,12 +146,20 @@ def run(n: int, settings: list[tuple[int, int]], batch_size: int, device: str, w
             "torch": torch.__version__,
             "lsmseg": lsmseg.__version__,
             "cpu": device_name("cpu"),
+            "workers": workers,
+            # the process's peak so far (Linux: KiB); with one setting per run, this run's peak
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         print(
             "  "
             + ", ".join(
                 f"{k} {row[k]}"
-                for k in ("s_per_slice", "cpu_s_per_slice", *(f"{s}_s_per_slice" for s in STAGES))
+                for k in (
+                    "s_per_slice",
+                    "cpu_s_per_slice",
+                    *(f"{s}_s_per_slice" for s in STAGES),
+                    "peak_rss_mb",
+                )
             )
         )
         rows.append(row)
@@ -154,13 +176,18 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="slices per network call (default 8)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--workers", type=int, default=2, help="threads per pipeline pool (default 2)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "segment_speed.csv")
+    parser.add_argument("--append", action="store_true", help="add the rows to --out instead of replacing it")
     args = parser.parse_args()
     settings = [(int(a), int(b)) for a, b in (s.split(":") for s in args.settings.split(","))]
     with tempfile.TemporaryDirectory(prefix="lsmseg-segment-speed-") as work:
-        rows = run(args.n, settings, args.batch_size, args.device, Path(work))
+        rows = run(args.n, settings, args.batch_size, args.device, Path(work), args.workers)
     from lsmseg.io.atomic import write_csv_atomic
 
+    if args.append and args.out.is_file():
+        with args.out.open(newline="", encoding="utf-8") as f:
+            rows = [*csv.DictReader(f), *rows]
     write_csv_atomic(args.out, COLUMNS, rows)
     print(f"wrote {args.out}")
 

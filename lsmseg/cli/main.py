@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("segment", "measure", "phantom", "sweep", "tune", "bench")
+COMMANDS = ("segment", "merge", "measure", "phantom", "sweep", "tune", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

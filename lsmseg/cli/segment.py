@@ -8,6 +8,7 @@ and the end is a short table on stdout plus the paths of the full results.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,10 @@ examples:
   lsmseg segment scans/ --out results/ --patients patients.csv
   lsmseg segment a.dcm b.nii.gz --out results/ --vat-hu -190,-30 --cutoffs martin2013
   lsmseg segment scans/ --out results/ --resume      # finish an interrupted run
+  lsmseg segment scans/ --out results/ --shard $SLURM_ARRAY_TASK_ID/8   # sbatch --array=0-7
+  lsmseg merge results/                              # after all 8 shards: results.csv/json
+  torchrun --nproc_per_node=4 -m lsmseg.cli.main segment scans/ --out results/
+                                                     # one GPU per rank, rank 0 writes results
 """
 
 
@@ -96,20 +101,39 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})",
     )
     p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where the network runs (default auto)",
-    )
-    p.add_argument(
         "--no-refine",
         dest="refine",
         action="store_false",
         help="report the raw predicted compartments (no HU ranges; IMAT not measured)",
     )
+    _add_run_options(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Where the network runs, resuming, batching, worker threads, sharding, trust in the bundle."""
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the network runs (default auto)",
+    )
     p.add_argument("--resume", action="store_true", help="keep the finished cases of an earlier run in DIR")
     p.add_argument(
         "--batch-size", type=positive_int, default=8, metavar="N", help="slices per network call (default 8)"
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="threads reading slices and threads writing case files, beside the network (default 2)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="process only shard K (0-based) of N: the cases at sorted-case-id index K mod N; writes "
+        "results.shard-K-of-N.csv/json, combine them with `lsmseg merge` (under torchrun the "
+        "ranks shard by themselves)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument(
@@ -257,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
             progress=args.progress,
             allow_weak_model=args.allow_weak_model,
             trust_bundle=args.trust_bundle,
+            shard=args.shard,
+            workers=args.workers,
         )
     except KeyboardInterrupt:
         print(
@@ -265,5 +291,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    print(format_summary(report))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 speaks for the cohort
+        print(format_summary(report))
     return report.exit_status

@@ -7,6 +7,7 @@ user's terms (STYLE.md 9); nothing here stops the cohort.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,13 +49,16 @@ MEASURE_CAVEAT = "research use only: measured from masks given to lsmseg measure
 
 
 class Timer:
-    """Sums wall seconds per stage (``seconds[stage]``)."""
+    """Sums wall seconds per stage (``seconds[stage]``); safe to add to from worker threads (stages
+    that run in parallel then sum to more than the wall time)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 @dataclass

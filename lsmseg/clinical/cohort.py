@@ -1,33 +1,39 @@
 """``segment_cohort``: the library behind ``lsmseg segment`` (DESIGN.md "Command line").
 
-    check the request -> discover_cases -> load_bundle -> provenance (+ resume) ->
-    for each batch: prepare (ingest, quality gate, preprocess) -> one network call ->
-    finish (native mask, readout, case files) -> results.csv / results.json rewritten
+    check the request -> discover_cases -> load_bundle -> provenance (+ resume) -> this
+    shard's cases -> pipeline (:mod:`lsmseg.clinical.pipeline`: ingest workers -> network on
+    batches -> writer workers) -> results.csv / results.json rewritten every few seconds
 
 Problems with the run itself (no inputs, a bundle without weights, an unknown cut-off set) raise
 :class:`lsmseg.errors.UsageError` before any work starts; a case that fails becomes an error row.
-Results are rewritten after every batch, every file atomically, so an interrupted run keeps what
-it finished and ``resume=True`` completes the rest.
+
+Crash guarantee: every file is written to a temporary name and renamed, so no file under its
+final name is ever half-written. A case's files are flushed to disk together
+(:func:`lsmseg.io.atomic.batched_commit`) before its row can reach results.json, and
+results.json is flushed before it replaces the old one; so after a kill, a crash of the machine
+or a power loss, every case results.json lists as ok has all its files, complete, and
+``resume=True`` redoes the rest (cases finished in the last few seconds, :data:`PUBLISH_EVERY_S`,
+may be done again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lsmseg.clinical.case import CaseRunner, Prepared, Timer
-from lsmseg.clinical.gates import gate_after, gate_before
+from lsmseg.clinical.case import CaseRunner, Timer
+from lsmseg.clinical.merge import merge_shards
 from lsmseg.clinical.model import SegmentationModel, load_bundle
-from lsmseg.clinical.ood import batch_scores, describe_reference, load_reference, ood_columns
+from lsmseg.clinical.ood import describe_reference, load_reference
 from lsmseg.clinical.patients import PatientRecord, PatientTable
+from lsmseg.clinical.pipeline import CohortPipeline
 from lsmseg.clinical.results import (
     CASES_DIR,
     RESULTS_CSV,
@@ -38,6 +44,7 @@ from lsmseg.clinical.results import (
     resumable_rows,
     write_results,
 )
+from lsmseg.clinical.shard import RankGroup, Shard, parse_shard, rank_device, rank_shard
 from lsmseg.engines.ood import OODReference
 from lsmseg.errors import UsageError
 from lsmseg.io import CaseSource, discover_cases
@@ -47,6 +54,9 @@ from lsmseg.readout import CutoffSet, get_cutoff_sets
 
 logger = logging.getLogger(__name__)
 
+# results.csv / results.json are rewritten at most this often (and at the end): each rewrite
+# holds every row so far, so rewriting after every batch would cost O(n^2) over a large cohort.
+PUBLISH_EVERY_S = 5.0
 DEFAULT_CUTOFFS: tuple[str, ...] = ("prado2008", "martin2013", "derstine2018")
 CT_HU_RANGE = (-1024.0, 3071.0)  # what a 12-bit CT stores, HU
 
@@ -79,6 +89,7 @@ class Request:
     refine: bool
     batch_size: int
     patients: PatientTable | None
+    shard: Shard | None = None  # only this shard of the cohort (None: all of it)
 
 
 def check_request(
@@ -121,97 +132,10 @@ def find_cases(inputs: Sequence[Path], out: Path | None = None) -> list[CaseSour
     return cases
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def predict_batch(model: SegmentationModel, prepared: Sequence[Prepared]) -> list[np.ndarray | Exception]:
-    """(C, S, S) probabilities per case from one network call; should it fail (e.g. out of GPU
-    memory), one call per case, so only the cases that cannot be run fail (their error instead)."""
-    try:
-        return list(model.predict(np.stack([p.image for p in prepared])))  # (B, C, S, S)
-    except Exception as err:
-        if len(prepared) == 1:
-            return [err]
-        logger.debug("batch of %d failed in the network; retrying case by case", len(prepared), exc_info=err)
-    outputs: list[np.ndarray | Exception] = []
-    for p in prepared:
-        try:
-            outputs.append(model.predict(p.image[None])[0])
-        except Exception as err:
-            outputs.append(err)
-    return outputs
-
-
-def ood_batch(
-    model: SegmentationModel,
-    reference: OODReference | None,
-    prepared: Sequence[Prepared],
-    outputs: Sequence[np.ndarray | Exception],
-) -> list[tuple[dict[str, Any], list[str]]]:
-    """Per prepared case: its ``ood_score`` / ``ood_percentile`` columns and OOD warning
-    (:mod:`lsmseg.clinical.ood`); empty without a reference or a network output."""
-    empty: list[tuple[dict[str, Any], list[str]]] = [({}, []) for _ in prepared]
-    done = [i for i, o in enumerate(outputs) if isinstance(o, np.ndarray)]
-    if reference is None or not done:
-        return empty
-    try:
-        images = np.stack([prepared[i].image for i in done])  # (B', 1, S, S)
-        probs = [o for o in outputs if isinstance(o, np.ndarray)]  # (C, S, S) each, same order
-        scores = batch_scores(model, reference, images, probs)
-    except Exception as err:  # the score is a caveat on top of the measurement, never a reason to lose it
-        logger.warning("out-of-distribution score failed for this batch: %s", err, exc_info=err)
-        return empty
-    for i, score in zip(done, scores, strict=True):
-        empty[i] = ood_columns(reference, score)
-    return empty
-
-
-def run_batch(
-    runner: CaseRunner,
-    batch: Sequence[CaseSource],
-    records: Mapping[str, PatientRecord | None],
-    ood: OODReference | None = None,
-) -> dict[str, dict[str, Any]]:
-    """The results rows of one batch of cases, by case id, in the order they were done
-    (``ood``: the bundle's OOD reference, for the ``ood_*`` columns and warning)."""
-    rows: dict[str, dict[str, Any]] = {}
-    prepared: list[Prepared] = []
-    for case in batch:
-        t = time.perf_counter()
-        try:
-            p = runner.prepare(case, records[case.case_id])
-            gate_before(p.ct)
-            prepared.append(p)
-        except Exception as err:
-            rows[case.case_id] = runner.error_row(case, err, time.perf_counter() - t)
-    if not prepared:
-        return rows
-    t = time.perf_counter()
-    outputs = predict_batch(runner.model, prepared)
-    network_s = (time.perf_counter() - t) / len(prepared)
-    runner.timer.add("network", network_s * len(prepared))
-    scored = ood_batch(runner.model, ood, prepared, outputs)
-    for p, output, (ood_cols, ood_warnings) in zip(prepared, outputs, scored, strict=True):
-        t = time.perf_counter()
-        try:
-            if isinstance(output, Exception):
-                rows[p.case.case_id] = runner.error_row(p.case, output, p.seconds + network_s)
-            else:
-                row = {**runner.finish(p, output, network_s), **ood_cols}
-                rows[p.case.case_id] = gate_after(row, p.ct, extra=ood_warnings)
-        except Exception as err:
-            rows[p.case.case_id] = runner.error_row(
-                p.case, err, p.seconds + network_s + time.perf_counter() - t
-            )
-    return rows
-
-
 @dataclass
 class Plan:
-    """What a run will do: the cases, the model, each case's patient row, the provenance and
-    the rows kept from an earlier run (``resume``)."""
+    """What a run will do: the cases (of this shard), the model, each case's patient row, the
+    provenance (of the whole cohort) and the rows kept from an earlier run (``resume``)."""
 
     cases: list[CaseSource]
     model: SegmentationModel
@@ -221,11 +145,17 @@ class Plan:
     ood: OODReference | None = None
 
 
+def results_names(shard: Shard | None) -> tuple[str, str]:
+    """The run's results.csv / results.json names: the cohort's, or a shard's."""
+    return (RESULTS_CSV, RESULTS_JSON) if shard is None else (shard.results_csv, shard.results_json)
+
+
 def plan_run(
     request: Request, bundle_dir: Any, device: str, resume: bool, timer: Timer, **trust: bool
 ) -> Plan:
     """Find the cases, load the model once (``trust``: allow_weak_model, trust_bundle of
-    :func:`load_bundle`), and decide which cases an earlier run completed."""
+    :func:`load_bundle`), and decide which cases an earlier run completed. The provenance names
+    every case of the cohort, also in a shard (so shards merge into the single run's files)."""
     t = time.perf_counter()
     cases = find_cases(request.inputs, request.out)
     timer.add("ingest", time.perf_counter() - t)
@@ -248,31 +178,47 @@ def plan_run(
     )
     ood = load_reference(model)
     provenance["ood_reference"] = describe_reference(ood)
-    prepare_out(request.out, resume)
+    shard = request.shard
+    if shard is not None:
+        provenance["shard"] = {"index": shard.index, "count": shard.count}
+        cases = shard.select(cases)
+    prepare_out(request.out, resume, shard, [c.case_id for c in cases])
     kept = resumable_rows(request.out, provenance, case_inputs) if resume else {}
-    return Plan(cases, model, records, provenance, kept, ood)
+    if resume and shard is not None:  # a shard resumes from a finished run's results and its own
+        kept.update(resumable_rows(request.out, provenance, case_inputs, shard.results_json))
+    mine = {c.case_id for c in cases}
+    return Plan(cases, model, records, provenance, {k: v for k, v in kept.items() if k in mine}, ood)
 
 
-def prepare_out(out: Path, resume: bool) -> None:
+def prepare_out(out: Path, resume: bool, shard: Shard | None = None, case_ids: Sequence[str] = ()) -> None:
     """Create ``out``, remove the temporary files a killed run left there (results files and
-    ``cases/``; nothing else of a folder the user chose), and, to resume, make results.csv and
-    results.json agree again (:func:`reconcile_results`)."""
+    ``cases/``; nothing else of a folder the user chose), and, to resume, make the results pair
+    agree again (:func:`reconcile_results`). A shard touches only its own results files and
+    case folders (``case_ids``): other shards may be writing in ``out`` at the same time."""
     out.mkdir(parents=True, exist_ok=True)
-    stale = remove_stale_temps(out, recursive=False) + remove_stale_temps(out / CASES_DIR)
+    if shard is None:
+        stale = remove_stale_temps(out, recursive=False) + remove_stale_temps(out / CASES_DIR)
+    else:
+        stale = [p for p in out.glob(f".results.{shard.name}.*.tmp*") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        for case_id in case_ids:
+            stale += remove_stale_temps(out / CASES_DIR / case_id, recursive=False)
     if stale:
         logger.info("removed %d temporary files left by an interrupted run in %s", len(stale), out)
-    note = reconcile_results(out) if resume else None
+    note = reconcile_results(out, *results_names(shard)) if resume else None
     if note is not None:
         logger.warning("%s", note)
 
 
-def new_report(out: Path, plan: Plan, timer: Timer) -> SegmentReport:
+def new_report(out: Path, plan: Plan, timer: Timer, shard: Shard | None) -> SegmentReport:
     """The report of a run before any case is done (the kept cases listed as resumed)."""
+    csv_name, json_name = results_names(shard)
     return SegmentReport(
         rows=[],
         out_dir=out,
-        results_csv=out / RESULTS_CSV,
-        results_json=out / RESULTS_JSON,
+        results_csv=out / csv_name,
+        results_json=out / json_name,
         resumed=[c.case_id for c in plan.cases if c.case_id in plan.kept],
         model=plan.model.label,
         device=plan.model.describe_device(),
@@ -312,6 +258,8 @@ def segment_cohort(
     progress: bool = True,
     allow_weak_model: bool = False,
     trust_bundle: bool = False,
+    shard: str | Shard | None = None,
+    workers: int = 2,
 ) -> SegmentReport:
     """Measure L3 body composition for every slice found in ``inputs``; write masks and reports.
 
@@ -328,32 +276,103 @@ def segment_cohort(
         batch_size: slices per network call; progress: a progress bar on a terminal's stderr.
         allow_weak_model: measure with a model below the quality floor; trust_bundle: let a
             bundle without models/model.json evaluate its configs/inference.json (code).
+        shard: ``"K/N"``: only shard K (0-based) of N, to ``results.shard-K-of-N.{csv,json}``
+            (:func:`merge_shards` combines them); None under torchrun: by rank (:func:`segment_ranks`).
+        workers: threads reading slices, and threads writing case files (each pool).
 
     Returns:
         The :class:`SegmentReport`; ``exit_status`` is 0 when every case succeeded, else 1.
 
     Raises:
         UsageError: before any case is processed (see :func:`check_request`, :func:`load_bundle`,
-            :func:`lsmseg.clinical.results.previous_run`).
+            :func:`lsmseg.clinical.results.previous_run`, :func:`parse_shard`).
     """
+    options: dict[str, Any] = {
+        "bundle_dir": bundle_dir,
+        "patients_csv": patients_csv,
+        "vat_hu": vat_hu,
+        "cutoffs": cutoffs,
+        "device": device,
+        "refine": refine,
+        "resume": resume,
+        "batch_size": batch_size,
+        "progress": progress,
+        "trust": {"allow_weak_model": allow_weak_model, "trust_bundle": trust_bundle},
+        "workers": workers,
+    }
+    ranks = rank_shard() if shard is None else None
+    if ranks is not None:
+        return segment_ranks(inputs, out_dir, ranks, options)
+    return run_cohort(inputs, out_dir, parse_shard(shard) if isinstance(shard, str) else shard, options)
+
+
+def segment_ranks(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    ranks: tuple[Shard, int],
+    options: dict[str, Any],
+) -> SegmentReport:
+    """One torchrun rank: its shard on its device, then (rank 0) the cohort's results files.
+
+    Every rank writes its case folders and shard results; after a barrier rank 0 merges the
+    shard files into results.csv / results.json (atomically) and removes them. Its report then
+    holds every rank's rows; the other ranks' reports hold their own.
+    """
+    shard, local_rank = ranks
+    options = {**options, "device": rank_device(options["device"], local_rank)}
+    options["progress"] = options["progress"] and shard.index == 0
+    group = RankGroup()
+    try:
+        report = run_cohort(inputs, out_dir, shard, options)
+        group.barrier()
+        if shard.index == 0:
+            out = Path(out_dir)
+            report.results_csv, report.results_json, report.rows = merge_shards([out], out, shard.count)
+            for k in range(shard.count):
+                for name in results_names(Shard(k, shard.count)):
+                    (out / name).unlink(missing_ok=True)
+        return report
+    finally:
+        group.close()
+
+
+def run_cohort(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    shard: Shard | None,
+    options: dict[str, Any],
+) -> SegmentReport:
+    """:func:`segment_cohort` in one process (the whole cohort, or one shard)."""
     from tqdm.auto import tqdm
 
     started, timer = time.perf_counter(), Timer()
-    request = check_request(inputs, out_dir, patients_csv, vat_hu, cutoffs, refine, batch_size)
-    trust = {"allow_weak_model": allow_weak_model, "trust_bundle": trust_bundle}
-    plan = plan_run(request, bundle_dir, device, resume, timer, **trust)
+    o = options
+    request = check_request(
+        inputs, out_dir, o["patients_csv"], o["vat_hu"], o["cutoffs"], o["refine"], o["batch_size"]
+    )
+    request = dataclasses.replace(request, shard=shard)
+    plan = plan_run(request, o["bundle_dir"], o["device"], o["resume"], timer, **o["trust"])
     rows = dict(plan.kept)
     todo = [c for c in plan.cases if c.case_id not in rows]
-    report = new_report(request.out, plan, timer)
-    runner = CaseRunner(request.out, plan.model, request.cutoff_sets, request.vat_hu, refine, timer)
-    disable = None if progress else True  # None: only on a terminal
-    with tqdm(total=len(todo), disable=disable, unit="slice", desc="lsmseg segment", leave=False) as bar:
-        for batch in _batches(todo, request.batch_size):
-            rows.update(run_batch(runner, batch, plan.records, plan.ood))
-            report.processed += [c.case_id for c in batch]
-            bar.update(len(batch))
+    report = new_report(request.out, plan, timer, shard)
+    runner = CaseRunner(request.out, plan.model, request.cutoff_sets, request.vat_hu, request.refine, timer)
+    pipeline = CohortPipeline(runner, plan.records, plan.ood, request.batch_size, max(1, int(o["workers"])))
+    last = time.perf_counter()
+
+    def done(batch: Sequence[CaseSource], batch_rows: dict[str, dict[str, Any]]) -> None:
+        nonlocal last
+        rows.update(batch_rows)
+        report.processed += [c.case_id for c in batch]
+        bar.update(len(batch))
+        if time.perf_counter() - last >= PUBLISH_EVERY_S:
             publish(report, rows, plan, request.cutoff_sets, timer)
-    if not todo:
-        publish(report, rows, plan, request.cutoff_sets, timer)
+            last = time.perf_counter()
+
+    disable = None if o["progress"] else True  # None: only on a terminal
+    with tqdm(total=len(todo), disable=disable, unit="slice", desc="lsmseg segment", leave=False) as bar:
+        try:
+            pipeline.run(todo, done)
+        finally:  # also on Ctrl-C: the finished cases are kept for --resume
+            publish(report, rows, plan, request.cutoff_sets, timer)
     timer.add("total", time.perf_counter() - started)
     return report

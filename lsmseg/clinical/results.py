@@ -268,7 +268,9 @@ def _summary(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
     return [(str(r.get("case_id")), r.get("status")) for r in rows]
 
 
-def reconcile_results(out_dir: Path) -> str | None:
+def reconcile_results(
+    out_dir: Path, csv_name: str = RESULTS_CSV, json_name: str = RESULTS_JSON
+) -> str | None:
     """Make results.csv and results.json of ``out_dir`` agree again after an interrupted run.
 
     They disagree (cases or statuses differ) when a run was killed between their renames
@@ -276,8 +278,9 @@ def reconcile_results(out_dir: Path) -> str | None:
     results.json, which is renamed first and so never the older one. The loser is rewritten
     from the winner; results.json keeps its provenance (empty when it was unreadable). Returns a
     note saying what was repaired, or None when the pair agrees or neither file exists.
+    ``csv_name`` / ``json_name``: the pair's file names (a shard's, :mod:`lsmseg.clinical.shard`).
     """
-    csv_path, json_path = out_dir / RESULTS_CSV, out_dir / RESULTS_JSON
+    csv_path, json_path = out_dir / csv_name, out_dir / json_name
     document, csv_rows = _read_json(json_path), _read_csv_rows(csv_path)
     json_rows: list[dict[str, Any]] | None = document["cases"] if document is not None else None
     if json_rows is None and csv_rows is None:
@@ -285,9 +288,9 @@ def reconcile_results(out_dir: Path) -> str | None:
     if json_rows is not None and csv_rows is not None and _summary(json_rows) == _summary(csv_rows):
         return None
     if csv_rows is None or (json_rows is not None and len(json_rows) >= len(csv_rows)):
-        rows, source, target = json_rows or [], RESULTS_JSON, RESULTS_CSV
+        rows, source, target = json_rows or [], json_name, csv_name
     else:
-        rows, source, target = csv_rows, RESULTS_CSV, RESULTS_JSON
+        rows, source, target = csv_rows, csv_name, json_name
     write_results(rows, csv_path, json_path, document["provenance"] if document is not None else {})
     return f"{target} rewritten from {source} ({len(rows)} rows): an earlier run was interrupted"
 
@@ -333,14 +336,15 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def previous_run(
-    out_dir: Path, provenance: Mapping[str, Any]
+    out_dir: Path, provenance: Mapping[str, Any], name: str = RESULTS_JSON
 ) -> tuple[dict[str, dict[str, Any]], Mapping[str, Any]]:
-    """Rows and case inputs of an earlier run in ``out_dir`` (for resume), checked for the same settings.
+    """Rows and case inputs of an earlier run in ``out_dir`` (for resume), checked for the same
+    settings; ``name``: the results file to read (results.json, or a shard's).
 
     Raises:
         UsageError: results.json unreadable, or made with other settings (:data:`RESUME_KEYS`).
     """
-    path = out_dir / RESULTS_JSON
+    path = out_dir / name
     if not path.is_file():
         return {}, {}
     try:
@@ -366,10 +370,10 @@ def is_complete(row: Mapping[str, Any] | None, out_dir: Path) -> bool:
 
 
 def resumable_rows(
-    out_dir: Path, provenance: Mapping[str, Any], case_inputs: Mapping[str, Any]
+    out_dir: Path, provenance: Mapping[str, Any], case_inputs: Mapping[str, Any], name: str = RESULTS_JSON
 ) -> dict[str, dict[str, Any]]:
-    """The complete rows of an earlier run whose case inputs are unchanged, by case id."""
-    old_rows, old_inputs = previous_run(out_dir, provenance)
+    """The complete rows of an earlier run (results file ``name``) whose case inputs are unchanged, by case id."""
+    old_rows, old_inputs = previous_run(out_dir, provenance, name)
     return {
         case_id: row
         for case_id, row in old_rows.items()

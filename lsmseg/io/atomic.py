@@ -10,6 +10,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,26 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+# The (temporary, target) pairs of the innermost :func:`batched_commit` of this thread; None outside one.
+_PENDING: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("lsmseg_atomic_pending", default=None)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, target: Path) -> None:
+    """Move a flushed temporary file over ``target`` with the mode a plain open() would give."""
+    # mkstemp creates 0600; give the file the mode a plain open() would have.
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_UMASK
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
+
+
 @contextmanager
 def atomic_write(path: PathLike) -> Iterator[Path]:
     """Write ``path`` all-or-nothing.
@@ -28,7 +49,8 @@ def atomic_write(path: PathLike) -> Iterator[Path]:
     the format from the extension, e.g. ``.nii.gz``, still work). When the block exits normally
     the temporary file is flushed to disk and moved over ``path`` with ``os.replace`` (atomic on
     one file system); when it raises, the temporary file is removed and ``path`` is untouched.
-    Parent folders are created.
+    Parent folders are created. Inside :func:`batched_commit` the flush and the move wait for
+    the end of the batch.
 
     Example::
 
@@ -41,17 +63,48 @@ def atomic_write(path: PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{ending}")
     os.close(fd)
     tmp = Path(tmp_name)
+    pending = _PENDING.get()
     try:
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the mode a plain open() would have.
-        mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_UMASK
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        if pending is not None:
+            pending.append((tmp, target))
+            return
+        _fsync(tmp)
+        _commit(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def batched_commit() -> Iterator[None]:
+    """Commit the :func:`atomic_write` files of a block together (e.g. one case folder's files).
+
+    Each file is still written to a temporary name and renamed over its target, so no reader
+    and no killed process ever sees a half-written file under its final name. What is batched:
+    every temporary file is flushed (``fsync``) after the block's last write, then all are
+    renamed, then each folder they went to is flushed once, so the renames themselves survive
+    a power loss too (a lone :func:`atomic_write` leaves its rename to the file system's
+    journal). After the block returns, every file it wrote is complete on disk under its final
+    name; when the block raises, its temporary files are removed and no target is touched.
+    Per thread (a ``ContextVar``): writer threads each batch their own files.
+    """
+    pending: list[tuple[Path, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+        for tmp, _ in pending:
+            _fsync(tmp)
+        for tmp, target in pending:
+            _commit(tmp, target)
+        for folder in dict.fromkeys(target.parent for _, target in pending):
+            _fsync(folder)
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _PENDING.reset(token)
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lsmseg.io.atomic import csv_cell, remove_stale_temps
+from lsmseg.io.atomic import atomic_write, batched_commit, csv_cell, remove_stale_temps
 
 
 def test_a_killed_writer_leaves_a_temp_file_that_remove_stale_temps_finds(tmp_path: Path) -> None:
@@ -63,3 +63,22 @@ def test_a_killed_writer_leaves_a_temp_file_that_remove_stale_temps_finds(tmp_pa
 )
 def test_csv_cells_neutralise_formulas_but_keep_numbers(value: object, cell: str) -> None:
     assert csv_cell(value) == cell
+
+
+def test_batched_commit_renames_the_files_of_a_block_together_and_none_when_it_fails(tmp_path: Path) -> None:
+    case = tmp_path / "cases" / "a"
+    with batched_commit():
+        with atomic_write(case / "mask.nii") as tmp:
+            tmp.write_text("mask")
+        with atomic_write(case / "overlay.png") as tmp:
+            tmp.write_text("png")
+        assert sorted(p.name for p in case.iterdir() if not p.name.startswith(".")) == []  # not yet
+    assert (case / "mask.nii").read_text() == "mask" and (case / "overlay.png").read_text() == "png"
+    assert [p.name for p in case.iterdir()] != [] and not list(case.glob(".*.tmp*"))
+
+    with pytest.raises(RuntimeError), batched_commit():
+        with atomic_write(case / "mask.nii") as tmp:
+            tmp.write_text("new mask")
+        raise RuntimeError("the SEG writer failed")
+    assert (case / "mask.nii").read_text() == "mask"  # the old file stands, no temp file is left
+    assert not list(case.glob(".*.tmp*"))
