@@ -67,6 +67,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--max-epochs", type=int, default=40, help="epoch budget (per stage for ioda)")
     p.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
+    p.add_argument(
+        "--objective",
+        type=Path,
+        default=None,
+        help="an objective overlay of the bundle, e.g. configs/reference_balance.json (its settings become overrides)",
+    )
     # one single-threaded run per core: small convolutions gain little from a second thread
     p.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="runs at a time (default: one per core)"
@@ -198,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_epochs": args.max_epochs,
         "patience": args.patience,
     }
+    if args.objective is not None:  # an overlay's settings, as explicit overrides of every run
+        overlay = json.loads((args.bundle / args.objective).read_text())
+        overrides |= {k: v for k, v in overlay.items() if not k.startswith("_")}
     report = run_sweep(
         args.bundle,
         methods=[m.strip() for m in args.methods.split(",")],
