@@ -70,7 +70,9 @@ def test_train_evaluate_and_infer_from_the_command_line(faces_dir: Path, tmp_pat
     assert (tmp_path / "models" / "model.pt").is_file()
     assert "val_nrmse" in r.stdout + r.stderr and "train_adv_landmarks" in r.stdout + r.stderr
 
-    r = _run(_cmd("run", ["train.json", "evaluate.json"], *SMOKE, *out))
+    # the model card goes to <bundle_root>/docs: a scratch root keeps the shipped card intact
+    card_root = ["--bundle_root", str(tmp_path)]
+    r = _run(_cmd("run", ["train.json", "evaluate.json"], *SMOKE, *out, *card_root))
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"nrmse", "n", "floor"} and metrics["n"] == 4 and 0.0 < metrics["nrmse"] < 10.0

@@ -46,7 +46,9 @@ def test_train_evaluate_and_infer_from_the_command_line(sit_dir: Path, tmp_path:
     r = _run(_cmd("training", ["train.json"], *SMOKE, *out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()
-    r = _run(_cmd("run", ["train.json", "evaluate.json"], *SMOKE, *out))
+    # the model card goes to <bundle_root>/docs: a scratch root keeps the shipped card intact
+    card_root = ["--bundle_root", str(tmp_path)]
+    r = _run(_cmd("run", ["train.json", "evaluate.json"], *SMOKE, *out, *card_root))
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["n"] == 12 and set(metrics["iou"]) == {"ring"}
