@@ -199,6 +199,35 @@ def summary(rows: list[dict], variants: list[str], proportions: list[float]) -> 
     return "\n".join(line for line in lines if line) + "\n"
 
 
+def plot(rows: list[dict], variants: list[str], proportions: list[float], path: Path) -> None:
+    """Bars: mean test IoU per variant (+- sd over seeds) at each proportion, the floor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(proportions), figsize=(6 * len(proportions), 0.4 * len(variants) + 1.5))
+    for ax, p in zip(list(getattr(axes, "flat", [axes])), proportions, strict=True):
+        cells = [
+            [r["test_miou"] for r in rows if r["variant"] == v and r["proportion"] == f"{p:g}"]
+            for v in variants
+        ]
+        means = [statistics.mean(c) if c else float("nan") for c in cells]
+        sds = [statistics.stdev(c) if len(c) > 1 else 0.0 for c in cells]
+        ax.barh(range(len(variants)), means, xerr=sds, color="tab:blue", alpha=0.7)
+        floors = [r["floor"] for r in rows if r["proportion"] == f"{p:g}" and r["floor"] != ""]
+        if floors:
+            ax.axvline(statistics.mean(floors), color="grey", ls="--", label="floor (input-independent)")
+            ax.legend(loc="best", fontsize=8)
+        ax.set_yticks(range(len(variants)), variants)
+        ax.invert_yaxis()
+        ax.set_xlabel("test ring IoU")
+        ax.set_title(f"{p:.0%} paired")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -242,6 +271,8 @@ def main() -> int:
         writer.writerows(rows)
     text = summary(rows, variants, proportions)
     (args.out / "summary.md").write_text(text)
+    if rows:
+        plot(rows, variants, proportions, args.out / "ablation.png")
     print(text)
     print(f"{len(rows)} runs, {time.time() - t0:.0f} s wall")
     return 0
