@@ -30,8 +30,14 @@ def is_empty_run(folder: Path) -> bool:
 
 
 def prune_runs(output_dir: str | os.PathLike[str]) -> None:
-    """Remove the run folders under ``<output_dir>/runs`` that logged nothing (interrupted early)."""
+    """Remove the run folders under ``<output_dir>/runs`` that logged nothing (interrupted early).
+
+    Only rank 0 of a torchrun job prunes: the other ranks log nothing, and a rank that finished
+    first would otherwise delete rank 0's run folder before its first summary was written.
+    """
     runs = Path(output_dir) / "runs"
+    if os.environ.get("RANK", "0") != "0":
+        return
     if runs.is_dir():
         for folder in runs.iterdir():
             if folder.is_dir() and is_empty_run(folder):

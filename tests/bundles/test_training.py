@@ -73,6 +73,22 @@ def test_runs_that_logged_nothing_are_pruned(tmp_path: Path) -> None:
     assert not empty.exists() and full.exists()
 
 
+def test_only_rank_0_prunes_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun the other ranks log nothing: one that finished first must not delete rank
+    0's run folder before its first summary (the folder looks empty until then)."""
+    pytest.importorskip("torch.utils.tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder = tmp_path / "runs" / "rank0"
+    SummaryWriter(str(folder)).close()  # rank 0 has not logged yet
+    monkeypatch.setenv("RANK", "1")
+    prune_runs(tmp_path)
+    assert folder.exists()
+    monkeypatch.setenv("RANK", "0")
+    prune_runs(tmp_path)
+    assert not folder.exists()
+
+
 def test_model_card_holds_the_bundles_own_figures(tmp_path: Path) -> None:
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text('{"miou": 0.5, "iou": {"muscle": 0.25}, "n": 2}')
