@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import struct
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +52,14 @@ def run_dir(output_dir: str | os.PathLike[str]) -> str:
     also after an interrupt), so successive runs neither mix in one folder nor leave empty
     event files behind.
     """
+    rank = os.environ.get("RANK", "0")
+    if rank != "0":
+        # Other torchrun ranks log nothing (their handlers are dropped), but the handlers are
+        # built before that: a private folder keeps their writers out of rank 0's runs/, where
+        # rank 0's pruning could delete a folder while a writer is creating its file.
+        private = tempfile.mkdtemp(prefix=f"lsmseg-rank{rank}-runs-")
+        atexit.register(shutil.rmtree, private, True)
+        return private
     prune_runs(output_dir)
     atexit.register(prune_runs, output_dir)
     return str(Path(output_dir) / "runs" / time.strftime("%Y%m%d-%H%M%S"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lsmseg.bundle.card import write_model_card
-from lsmseg.bundle.runs import is_empty_run, prune_runs
+from lsmseg.bundle.runs import is_empty_run, prune_runs, run_dir
 from lsmseg.data.phantom import write_cohort
 from tests.helpers.bundles import REPO, copy_bundle
 
@@ -87,6 +87,8 @@ def test_only_rank_0_prunes_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RANK", "0")
     prune_runs(tmp_path)
     assert not folder.exists()
+    monkeypatch.setenv("RANK", "1")
+    assert not run_dir(tmp_path).startswith(str(tmp_path))  # rank 1's writers log elsewhere
 
 
 def test_model_card_holds_the_bundles_own_figures(tmp_path: Path) -> None:
