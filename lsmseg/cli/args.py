@@ -15,6 +15,17 @@ def csv_list(text: str) -> list[str]:
     return items
 
 
+def proportion(text: str) -> float:
+    """A paired fraction in (0, 1], else a usage error."""
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"proportion {text!r} is not a number") from None
+    if not 0.0 < p <= 1.0:
+        raise argparse.ArgumentTypeError(f"proportion {text!r} is not in (0, 1] (1 = all pairs)")
+    return p
+
+
 def positive_int(text: str) -> int:
     """A whole number >= 1, else a usage error."""
     try:

@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from lsmseg.cli.args import csv_list, key_value, positive_int
+from lsmseg.cli.args import csv_list, key_value, positive_int, proportion
 
 EPILOG = """\
 outputs (in --out DIR):
@@ -45,16 +45,7 @@ examples:
 
 
 def _proportions(text: str) -> list[float]:
-    values = []
-    for item in csv_list(text):
-        try:
-            p = float(item)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"proportion {item!r} is not a number") from None
-        if not 0.0 < p <= 1.0:
-            raise argparse.ArgumentTypeError(f"proportion {item!r} is not in (0, 1] (1 = all pairs)")
-        values.append(p)
-    return values
+    return [proportion(item) for item in csv_list(text)]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lsmseg.cli.args import key_value, positive_int
+from lsmseg.cli.args import key_value, positive_int, proportion
 
 EPILOG = """\
 search space (log-uniform): learning_rate 1e-5..1e-2; each loss weight the method reads,
@@ -35,16 +35,6 @@ examples:
 """
 
 
-def _proportion(text: str) -> float:
-    try:
-        p = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"proportion {text!r} is not a number") from None
-    if not 0.0 < p <= 1.0:
-        raise argparse.ArgumentTypeError(f"proportion {text!r} is not in (0, 1] (1 = all pairs)")
-    return p
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune",
@@ -60,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder, e.g. bundles/lsm_sit")
     p.add_argument("--method", required=True, metavar="M", help="basic, sop, ioda, lsm, lsmABCD, ...")
     p.add_argument(
-        "--proportion", required=True, type=_proportion, metavar="P", help="paired fraction in (0, 1]"
+        "--proportion", required=True, type=proportion, metavar="P", help="paired fraction in (0, 1]"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
