@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError, check_choice
 from lsmseg.errors import fail as fail
 from lsmseg.methods.domains import MASK_LOSSES
+from lsmseg.methods.registry import check_method_domains
 from lsmseg.methods.terms import ADVERSARIAL_ROWS, Lambdas, check_adversarial, method_stages
 
 
@@ -140,14 +141,16 @@ def check_settings(
     adversarial: str = "confusion",
     lambdas: Mapping[str, float] | None = None,
     choices: Mapping[str, str] | None = None,
+    domains: Sequence[Mapping[str, Any]] | None = None,
     **positive: Any,
 ) -> bool:
     """Validate a training run's top-level settings before any work starts.
 
     Every problem ends the run with one line naming the valid choices. ``choices`` holds the
     objective's named options (``adversarial_rows``, ``sup_loss``, ``sampling``, ``unpaired``:
-    :data:`OPTIONS`); ``positive`` settings that must be positive integers (``max_epochs``,
-    ``batch_size``, ``ngf`` ...).
+    :data:`OPTIONS`); ``domains`` the bundle's domains as its network record lists them (a
+    method that cannot train on them, e.g. ``unet`` on landmarks, is refused); ``positive``
+    settings that must be positive integers (``max_epochs``, ``batch_size``, ``ngf`` ...).
     """
     try:
         check_proportion(proportion)
@@ -157,6 +160,8 @@ def check_settings(
                 raise ValueError(f"unknown option {key!r}; valid: {', '.join(OPTIONS)}")
             check_choice(key.replace("_", " "), value, OPTIONS[key])
         method_stages(method, ["x", "y"], Lambdas.from_dict(dict(lambdas or {})))
+        if domains is not None:
+            check_method_domains(method, domains)
         for key, value in positive.items():
             if int(value) < 1 or int(value) != float(value):
                 raise ValueError(f"{key} must be a positive integer, got {value}")
