@@ -10,15 +10,15 @@ from typing import Any
 
 from lsmseg.bundle.card import write_model_card as write_model_card
 from lsmseg.bundle.export import exportable as exportable
+from lsmseg.bundle.overlays import OPTIONS as OPTIONS
 from lsmseg.bundle.runs import prune_runs as prune_runs
 from lsmseg.bundle.runs import run_dir as run_dir
-from lsmseg.data.split import SAMPLINGS, UNPAIRED_PROTOCOLS, check_proportion
+from lsmseg.data.split import check_proportion
 from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError, check_choice
 from lsmseg.errors import fail as fail
-from lsmseg.methods.domains import MASK_LOSSES
 from lsmseg.methods.registry import check_method_domains
-from lsmseg.methods.terms import ADVERSARIAL_ROWS, Lambdas, check_adversarial, method_stages
+from lsmseg.methods.terms import Lambdas, check_adversarial, method_stages
 
 
 def _search_path(name: str) -> list[Path]:
@@ -123,15 +123,6 @@ def check_dataset_dir(dataset_dir: str | os.PathLike) -> str:
     if not any(path.iterdir()):
         fail(f"dataset_dir {path} is empty (omit --dataset_dir to use the embedded data set)")
     return str(path)
-
-
-# The objective's named options and their values (``lsm_method.md``, "Reference code vs paper").
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "adversarial_rows": ADVERSARIAL_ROWS,
-    "sup_loss": MASK_LOSSES,
-    "sampling": SAMPLINGS,
-    "unpaired": UNPAIRED_PROTOCOLS,
-}
 
 
 def check_settings(
