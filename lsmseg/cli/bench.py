@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from lsmseg.cli.args import csv_list, positive_int
+from lsmseg.cli.args import command, csv_list, positive_int
 
 EPILOG = """\
 what is measured (one CSV row per method):
@@ -52,7 +52,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "bench",
         help="measure training-step throughput, FLOPs and inference latency of each method",
         description=(
@@ -60,7 +61,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "beside them, on synthetic SIT batches."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default cpu)")
     p.add_argument(
