@@ -35,15 +35,24 @@ def proportion(text: str) -> float:
     return p
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1, else a usage error."""
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1, else a usage error."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0, else a usage error."""
+    return _whole_number(text, 0)
 
 
 def key_value(text: str) -> tuple[str, Any]:

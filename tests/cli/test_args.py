@@ -13,6 +13,8 @@ from lsmseg.cli.args import (
     add_run_settings,
     command,
     hu_range,
+    non_negative_int,
+    positive_int,
     run_overrides,
 )
 
@@ -59,3 +61,16 @@ def test_a_bad_hu_range_is_a_usage_error(text: str, message: str) -> None:
 def test_a_command_prints_its_description_as_written() -> None:
     _, p = _parser()
     assert "line 1\n  line 2" in p.format_help()
+
+
+def test_whole_numbers_have_their_floor_in_the_message() -> None:
+    assert (positive_int("3"), non_negative_int("0")) == (3, 0)
+    for parse, text, floor in [
+        (positive_int, "0", 1),
+        (non_negative_int, "-1", 0),
+        (non_negative_int, "x", 0),
+    ]:
+        with pytest.raises(
+            argparse.ArgumentTypeError, match=f"expected a whole number >= {floor}, got '{text}'"
+        ):
+            parse(text)
