@@ -28,26 +28,18 @@ import sys
 import time
 from pathlib import Path
 
+from lsmseg.bundle.overlays import objective, read_overlay
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "lsm_ablation"
 
+SIT = ROOT / "bundles" / "lsm_sit"
+
 # The objective as the paper's text has it (the bundles' defaults before this ablation): every
 # variant is this plus its changes, so a variant means the same whatever the bundle defaults are.
-PAPER = {
-    "sup_loss": "ce",
-    "adversarial": "confusion",
-    "adversarial_rows": "unpaired",
-    "sampling": "balanced",
-    "unpaired": "disjoint",
-}
+PAPER = objective(read_overlay(SIT / "configs" / "paper.json"))
 # Everything the reference code does differently, as bundle overrides (lsm_method.md).
-REFERENCE = {
-    "sup_loss": "reference",
-    "adversarial": "minimax",
-    "adversarial_rows": "all",
-    "sampling": "epoch",
-    "unpaired": "shared",
-}
+REFERENCE = objective(read_overlay(SIT / "configs" / "reference.json"))
 VARIANTS: dict[str, tuple[str, dict]] = {
     "basic": ("basic", {}),
     "basic+epoch": ("basic", {"sampling": "epoch"}),
@@ -130,7 +122,7 @@ def start(run: tuple[str, float, int], base: dict, out: Path) -> subprocess.Pope
         "method": method,
         "proportion": p,
         "seed": seed,
-        "bundle_root": str(ROOT / "bundles" / "lsm_sit"),
+        "bundle_root": str(SIT),
         "ckpt_dir": str(folder / "ckpt"),
         "output_dir": str(folder / "output"),
     }

@@ -189,6 +189,7 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from lsmseg.bundle.overlays import read_overlay
     from lsmseg.experiments.sweep import run_sweep
 
     work = args.work.resolve()
@@ -205,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "patience": args.patience,
     }
     if args.objective is not None:  # an overlay's settings, as explicit overrides of every run
-        overlay = json.loads((args.bundle / args.objective).read_text())
-        overrides |= {k: v for k, v in overlay.items() if not k.startswith("_")}
+        overrides |= read_overlay(args.bundle / args.objective)
     report = run_sweep(
         args.bundle,
         methods=[m.strip() for m in args.methods.split(",")],

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lsmseg.bundle.card import write_model_card as write_model_card
 from lsmseg.bundle.export import exportable as exportable
+from lsmseg.bundle.overlays import OPTIONS as OPTIONS
 from lsmseg.bundle.runs import prune_runs as prune_runs
 from lsmseg.bundle.runs import run_dir as run_dir
-from lsmseg.data.split import SAMPLINGS, UNPAIRED_PROTOCOLS, check_proportion
+from lsmseg.data.split import check_proportion
 from lsmseg.engines.record import ModelRecord, RecordError, read_model_record
 from lsmseg.errors import UsageError, check_choice
 from lsmseg.errors import fail as fail
-from lsmseg.methods.domains import MASK_LOSSES
-from lsmseg.methods.terms import ADVERSARIAL_ROWS, Lambdas, check_adversarial, method_stages
+from lsmseg.methods.registry import check_method_domains
+from lsmseg.methods.terms import Lambdas, check_adversarial, method_stages
 
 
 def _search_path(name: str) -> list[Path]:
@@ -124,15 +125,6 @@ def check_dataset_dir(dataset_dir: str | os.PathLike) -> str:
     return str(path)
 
 
-# The objective's named options and their values (``lsm_method.md``, "Reference code vs paper").
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "adversarial_rows": ADVERSARIAL_ROWS,
-    "sup_loss": MASK_LOSSES,
-    "sampling": SAMPLINGS,
-    "unpaired": UNPAIRED_PROTOCOLS,
-}
-
-
 def check_settings(
     method: str,
     proportion: float,
@@ -140,14 +132,16 @@ def check_settings(
     adversarial: str = "confusion",
     lambdas: Mapping[str, float] | None = None,
     choices: Mapping[str, str] | None = None,
+    domains: Sequence[Mapping[str, Any]] | None = None,
     **positive: Any,
 ) -> bool:
     """Validate a training run's top-level settings before any work starts.
 
     Every problem ends the run with one line naming the valid choices. ``choices`` holds the
     objective's named options (``adversarial_rows``, ``sup_loss``, ``sampling``, ``unpaired``:
-    :data:`OPTIONS`); ``positive`` settings that must be positive integers (``max_epochs``,
-    ``batch_size``, ``ngf`` ...).
+    :data:`OPTIONS`); ``domains`` the bundle's domains as its network record lists them (a
+    method that cannot train on them, e.g. ``unet`` on landmarks, is refused); ``positive``
+    settings that must be positive integers (``max_epochs``, ``batch_size``, ``ngf`` ...).
     """
     try:
         check_proportion(proportion)
@@ -157,6 +151,8 @@ def check_settings(
                 raise ValueError(f"unknown option {key!r}; valid: {', '.join(OPTIONS)}")
             check_choice(key.replace("_", " "), value, OPTIONS[key])
         method_stages(method, ["x", "y"], Lambdas.from_dict(dict(lambdas or {})))
+        if domains is not None:
+            check_method_domains(method, domains)
         for key, value in positive.items():
             if int(value) < 1 or int(value) != float(value):
                 raise ValueError(f"{key} must be a positive integer, got {value}")

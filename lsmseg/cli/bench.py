@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from lsmseg.cli.args import csv_list, positive_int
+from lsmseg.cli.args import command, csv_list, non_negative_int, positive_int
 
 EPILOG = """\
 what is measured (one CSV row per method):
@@ -41,18 +41,9 @@ def _sizes(text: str) -> list[int]:
     return [positive_int(t) for t in csv_list(text)]
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "bench",
         help="measure training-step throughput, FLOPs and inference latency of each method",
         description=(
@@ -60,7 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "beside them, on synthetic SIT batches."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default cpu)")
     p.add_argument(
@@ -76,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="(default 16)")
     p.add_argument("--steps", type=positive_int, default=10, metavar="K", help="timed steps (default 10)")
     p.add_argument(
-        "--warmup", type=_non_negative_int, default=3, metavar="W", help="untimed steps (default 3)"
+        "--warmup", type=non_negative_int, default=3, metavar="W", help="untimed steps (default 3)"
     )
     p.add_argument(
         "--rounds",

@@ -7,16 +7,9 @@ summary are those of ``lsmseg segment`` (:mod:`lsmseg.cli.segment`), without the
 from __future__ import annotations
 
 import argparse
-import re
 
-from lsmseg.cli.segment import (
-    _NUMBER,
-    DEFAULT_CUTOFFS,
-    DEFAULT_VAT_HU,
-    _cutoff_names,
-    _hu_range,
-    format_summary,
-)
+from lsmseg.cli.args import DEFAULT_CUTOFFS, add_measurement_options, command
+from lsmseg.cli.segment import format_summary
 
 EPILOG = """\
 masks (in --masks DIR), matched to each image:
@@ -43,24 +36,21 @@ example:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "measure",
         help="re-measure L3 slices from corrected masks (NIfTI or DICOM SEG)",
         description="Measure areas, muscle HU, SMI and sarcopenia from given masks, with segment's outputs.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p._negative_number_matcher = re.compile(rf"^{_NUMBER}(?:,\s*{_NUMBER})?$")  # --vat-hu -190,-30
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="DICOM files or folders, NIfTI files")
     p.add_argument("--masks", required=True, metavar="DIR", help="folder of corrected masks")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    p.add_argument("--patients", metavar="CSV", help="patients table: height, weight, sex, L3 slice per case")
-    p.add_argument("--vat-hu", metavar="MIN,MAX", type=_hu_range, default=DEFAULT_VAT_HU,
-                   help="visceral fat HU range (default -150,-50)")  # fmt: skip
-    p.add_argument("--cutoffs", metavar="NAMES", type=_cutoff_names, default=DEFAULT_CUTOFFS,
-                   help=f"sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})")  # fmt: skip
-    p.add_argument(
-        "--no-refine", dest="refine", action="store_false", help="no HU ranges (IMAT not measured)"
+    add_measurement_options(
+        p,
+        vat_hu_help="visceral fat HU range (default -150,-50)",
+        cutoffs_help=f"sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})",
+        refine_help="no HU ranges (IMAT not measured)",
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lsmseg.cli.args import command
+
 EPILOG = """\
 Each DIR is a --out folder of `lsmseg segment --shard K/N` holding results.shard-K-of-N.json
 (one folder for all shards, or one per shard). The result is results.csv and results.json in
@@ -23,12 +25,12 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "merge",
         help="combine the results of `lsmseg segment --shard K/N` runs into results.csv/json",
         description="Combine the shard results of `lsmseg segment --shard K/N` into one run's results.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("folders", nargs="+", metavar="DIR", help="--out folders of the shard runs")
     p.add_argument("--out", metavar="DIR", help="where results.csv/json go (default: the one DIR given)")

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lsmseg.cli.args import positive_int
+from lsmseg.cli.args import DEFAULT_CUTOFFS, add_measurement_options, command, positive_int
 
 if TYPE_CHECKING:
     from lsmseg.clinical import SegmentReport
-
-DEFAULT_VAT_HU = (-150.0, -50.0)  # lsmseg.keys.VAT_HU_DEFAULT, repeated to keep --help import-free
-DEFAULT_CUTOFFS = "prado2008,martin2013,derstine2018"
-_NUMBER = r"-?(?:\d+(?:\.\d*)?|\.\d+)"  # a decimal number
 
 EPILOG = """\
 outputs (in --out DIR):
@@ -51,31 +46,6 @@ examples:
 """
 
 
-def _hu_range(text: str) -> tuple[float, float]:
-    """``"-150,-50"`` -> (-150.0, -50.0); argparse shows the message as a usage error."""
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        lo, hi = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX in HU (e.g. -150,-50), got {text!r}") from None
-    if not lo < hi:
-        raise argparse.ArgumentTypeError(f"MIN must be below MAX, got {text!r}")
-    return lo, hi
-
-
-def _cutoff_names(text: str) -> str:
-    """Check cut-off set names early (no torch needed); the error lists the valid names."""
-    from lsmseg.readout.cutoffs import get_cutoff_sets
-
-    try:
-        get_cutoff_sets(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
-
-
 def _add_options(p: argparse.ArgumentParser) -> None:
     """Where to write, which bundle and patients table, how to measure, how to run."""
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
@@ -85,26 +55,11 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         help="trained bundle folder or name, with models/model.pt and models/model.json "
         "(default: lsm_sss in $LSMSEG_BUNDLES or ./bundles)",
     )
-    p.add_argument("--patients", metavar="CSV", help="patients table: height, weight, sex, L3 slice per case")
-    p.add_argument(
-        "--vat-hu",
-        metavar="MIN,MAX",
-        type=_hu_range,
-        default=DEFAULT_VAT_HU,
-        help="visceral fat HU range (default -150,-50; some tools use -190,-30)",
-    )
-    p.add_argument(
-        "--cutoffs",
-        metavar="NAMES",
-        type=_cutoff_names,
-        default=DEFAULT_CUTOFFS,
-        help=f"comma-separated sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})",
-    )
-    p.add_argument(
-        "--no-refine",
-        dest="refine",
-        action="store_false",
-        help="report the raw predicted compartments (no HU ranges; IMAT not measured)",
+    add_measurement_options(
+        p,
+        vat_hu_help="visceral fat HU range (default -150,-50; some tools use -190,-30)",
+        cutoffs_help=f"comma-separated sarcopenia cut-off sets, or 'all' (default {DEFAULT_CUTOFFS})",
+        refine_help="report the raw predicted compartments (no HU ranges; IMAT not measured)",
     )
     _add_run_options(p)
 
@@ -152,7 +107,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "segment",
         help="measure L3 muscle and fat, SMI and sarcopenia from CT slices (DICOM, NIfTI)",
         description=(
@@ -161,11 +117,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "by named cut-off sets, and write masks, overlays, DICOM SEG and a results table."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    # `--vat-hu -190,-30` must read as a value, not as an unknown option: extend argparse's test
-    # for negative numbers (it has no public hook) to comma-separated pairs of numbers.
-    p._negative_number_matcher = re.compile(rf"^{_NUMBER}(?:,\s*{_NUMBER})?$")
     p.add_argument(
         "inputs",
         nargs="+",

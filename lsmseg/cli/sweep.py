@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from lsmseg.cli.args import csv_list, key_value, positive_int, proportion
+from lsmseg.cli.args import add_run_settings, command, csv_list, positive_int, proportion, run_overrides
 
 EPILOG = """\
 outputs (in --out DIR):
@@ -49,7 +49,8 @@ def _proportions(text: str) -> list[float]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "sweep",
         help="train and test a bundle for each method x proportion x seed (the paper's comparison)",
         description=(
@@ -58,7 +59,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "against the proportion."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder, e.g. bundles/lsm_sit")
     p.add_argument(
@@ -69,18 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", required=True, type=positive_int, metavar="N", help="seeds 0 .. N-1")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed when it exists)")
-    p.add_argument("--preset", choices=("paper", "cpu"), default="paper", help="(default paper)")
-    p.add_argument("--max-epochs", type=positive_int, metavar="E", help="epoch budget of each stage")
-    p.add_argument("--patience", type=positive_int, metavar="P", help="validations without improvement")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other bundle override (VALUE read as JSON when it parses), e.g. --set adversarial=bce",
-    )
+    add_run_settings(p, preset_help="(default paper)", set_example="adversarial=bce")
     p.add_argument(
         "--jobs",
         type=positive_int,
@@ -99,11 +88,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from lsmseg.experiments.sweep import run_sweep
 
-    overrides = dict(args.overrides)
-    if args.max_epochs is not None:
-        overrides["max_epochs"] = args.max_epochs
-    if args.patience is not None:
-        overrides["patience"] = args.patience
+    overrides = run_overrides(args)
     # A sweep started in the background ignores Ctrl-C's SIGINT; SIGTERM must stop its runs too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

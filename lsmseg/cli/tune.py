@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lsmseg.cli.args import key_value, positive_int, proportion
+from lsmseg.cli.args import add_run_settings, command, positive_int, proportion, run_overrides
 
 EPILOG = """\
 search space (log-uniform): learning_rate 1e-5..1e-2; each loss weight the method reads,
@@ -36,7 +36,8 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "tune",
         help="tune the learning rate and loss weights of a method on a bundle (Optuna)",
         description=(
@@ -45,7 +46,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "its best validation metric. Writes the best settings as a monai.bundle config file."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder, e.g. bundles/lsm_sit")
     p.add_argument("--method", required=True, metavar="M", help="basic, sop, ioda, lsm, lsmABCD, ...")
@@ -69,30 +69,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="TPE seed (default: --seed + trials already in the study)",
     )
-    p.add_argument(
-        "--preset", choices=("paper", "cpu"), default="paper", help="as lsmseg sweep (default paper)"
-    )
-    p.add_argument("--max-epochs", type=positive_int, metavar="E", help="epoch budget of each stage")
-    p.add_argument("--patience", type=positive_int, metavar="P", help="validations without improvement")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other bundle override (VALUE read as JSON when it parses), e.g. --set ngf=8",
-    )
+    add_run_settings(p, preset_help="as lsmseg sweep (default paper)", set_example="ngf=8")
 
 
 def run(args: argparse.Namespace) -> int:
     from lsmseg.experiments.tune import run_tune, tune_setup
 
-    overrides = dict(args.overrides)
-    if args.max_epochs is not None:
-        overrides["max_epochs"] = args.max_epochs
-    if args.patience is not None:
-        overrides["patience"] = args.patience
+    overrides = run_overrides(args)
     setup = tune_setup(args.bundle, args.method, args.proportion, args.out, args.seed, args.preset, overrides)
     try:
         report = run_tune(setup, args.trials, args.storage, args.study_name, args.sampler_seed)

@@ -1,6 +1,6 @@
 """LSM, the baselines that share its networks and the U-Net baselines: terms and stages as data, one step interface."""
 
-from lsmseg.methods.domains import Domain
+from lsmseg.methods.domains import Domain, DomainNetwork
 from lsmseg.methods.gan import CycleGenerators, ImageCritics
 from lsmseg.methods.lsm import Generators, LatentCritics, LatentSpaceMapping, Plan
 from lsmseg.methods.meanteacher import MeanTeacherStep, MeanTeacherUNet
@@ -14,6 +14,7 @@ __all__ = [
     "CycleGANStep",
     "CycleGenerators",
     "Domain",
+    "DomainNetwork",
     "Generators",
     "ImageCritics",
     "Lambdas",

@@ -101,3 +101,26 @@ class Domain:
 
             return LandmarkDecoder(self.channels // 2, ngf * 2**n_down, latent_size)
         return ResnetDecoder(self.channels, ngf, n_blocks, n_down)
+
+
+class DomainNetwork(nn.Module):
+    """A network over named domains, the main translation first: what the trainer, its handlers
+    and inference read of LSM's networks and of the U-Net baselines alike.
+
+    A subclass sets ``domains`` ({name: :class:`Domain`}) and ``names`` (their order, x first,
+    then y, ...) in its ``__init__``; neither holds parameters, so state dict keys are the
+    subclass's own.
+    """
+
+    domains: dict[str, Domain]
+    names: list[str]
+
+    @property
+    def source(self) -> Domain:
+        """The domain the main translation starts from (x, first in ``names``)."""
+        return self.domains[self.names[0]]
+
+    @property
+    def target(self) -> Domain:
+        """The domain the main translation ends in (y, second in ``names``)."""
+        return self.domains[self.names[1]]

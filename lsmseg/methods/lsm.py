@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lsmseg.errors import check_choice
-from lsmseg.methods.domains import Domain, MaskLoss
+from lsmseg.methods.domains import Domain, DomainNetwork, MaskLoss
 from lsmseg.methods.terms import ADVERSARIAL_ROWS, AdversarialLoss, AdversarialRows, Term, check_adversarial
 from lsmseg.networks import LinkNetwork, PatchDiscriminator, ResnetDecoder
 
@@ -288,7 +288,7 @@ class LatentCritics(nn.Module):
         return {d: self.critics[d](z) for d, z in codes.items()}
 
 
-class LatentSpaceMapping(nn.Module):
+class LatentSpaceMapping(DomainNetwork):
     """N-domain LSM; ``forward(x)`` is the main translation x -> y (logits), as bundles expect.
 
     Args:
@@ -344,14 +344,6 @@ class LatentSpaceMapping(nn.Module):
         if critic_layers is None:
             critic_layers = max(1, math.floor(math.log2(latent_size / 3)))
         self.critics = LatentCritics(domains, ngf * 2**n_down, ndf, critic_layers)
-
-    @property
-    def source(self) -> Domain:
-        return self.domains[self.names[0]]
-
-    @property
-    def target(self) -> Domain:
-        return self.domains[self.names[1]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Main translation: x (B, ...) -> logits of y (B, C, H, W) (or (B, 2K) for landmarks)."""

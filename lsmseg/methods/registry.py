@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -23,6 +23,7 @@ from torch import nn
 from lsmseg.methods.domains import Domain
 from lsmseg.methods.lsm import LatentSpaceMapping
 from lsmseg.methods.meanteacher import MeanTeacherUNet
+from lsmseg.methods.terms import METHODS
 from lsmseg.methods.unet import SegmentationUNet
 
 
@@ -39,6 +40,26 @@ NETWORKS: dict[str, tuple[Callable[..., nn.Module], Callable[..., Any]]] = {
 }
 # Methods that train a network of their own instead of LSM's: method -> network name.
 METHOD_NETWORKS: dict[str, str] = {"unet": "SegmentationUNet", "meanteacher": "MeanTeacherUNet"}
+# The domain kinds a U-Net method's network maps between: image in, mask logits out.
+UNET_KINDS: tuple[str, ...] = ("image", "mask")
+
+
+def check_method_domains(method: str, domains: Sequence[Mapping[str, Any] | Domain]) -> None:
+    """Refuse a method that cannot train on a bundle's domains, before any network is built.
+
+    ``unet`` and ``meanteacher`` (:data:`METHOD_NETWORKS`) segment an image: they need the
+    domains (image, mask). A landmark bundle (image, landmarks) trains every other method.
+
+    Raises:
+        ValueError: naming the bundle's domain kinds and the methods that fit them.
+    """
+    kinds = tuple(d.kind if isinstance(d, Domain) else str(d["kind"]) for d in domains)
+    if method in METHOD_NETWORKS and kinds != UNET_KINDS:
+        fitting = ", ".join(m for m in METHODS if m not in METHOD_NETWORKS)
+        raise ValueError(
+            f"method {method} trains a U-Net that segments an image into a mask, but this bundle's "
+            f"domains are ({', '.join(kinds)}); methods for it: {fitting}"
+        )
 
 
 def register_network(

@@ -7,7 +7,7 @@ mask domain's ``loss_per_row``: cross-entropy on logits with the class weights).
 follows ``ngf`` so that it has about the parameters of basic's translation path
 E_x + h_xy + D_y at the same ``ngf`` (see :func:`unet_channels`).
 
-The network has the attributes the trainer and its handlers read from LSM's (``names``,
+The network is a :class:`~lsmseg.methods.domains.DomainNetwork` like LSM's (``names``,
 ``domains``, ``source``, ``target``, ``generators`` = what the optimiser trains) and
 ``forward(x)`` returns the main translation's logits (B, C, H, W) like
 ``LatentSpaceMapping.forward``, so validation, evaluation, inference and ``lsmseg segment``
@@ -26,7 +26,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from lsmseg.losses import rows_mean
-from lsmseg.methods.domains import Domain
+from lsmseg.methods.domains import Domain, DomainNetwork
 from lsmseg.methods.steps import Batch, Outputs, Step, presence, register_step
 from lsmseg.methods.terms import Term
 
@@ -53,7 +53,7 @@ def _image_and_mask(domains: Sequence[Mapping[str, Any] | Domain]) -> tuple[Doma
     return built[0], built[1]
 
 
-class SegmentationUNet(nn.Module):
+class SegmentationUNet(DomainNetwork):
     """MONAI 2-D U-Net from the image domain to the mask domain's logits.
 
     Args:
@@ -77,14 +77,6 @@ class SegmentationUNet(nn.Module):
             strides=(2,) * (len(UNET_LEVELS) - 1),
             num_res_units=UNET_RES_UNITS,
         )
-
-    @property
-    def source(self) -> Domain:
-        return self.domains[self.names[0]]
-
-    @property
-    def target(self) -> Domain:
-        return self.domains[self.names[1]]
 
     @property
     def generators(self) -> nn.Module:

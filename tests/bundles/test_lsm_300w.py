@@ -157,6 +157,12 @@ def test_torchrun_two_processes_on_cpu_with_gloo(faces_dir: Path, tmp_path: Path
         ({"dataset_dir": "/nonexistent/300w"}, "dataset_dir /nonexistent/300w does not exist"),
         ({"proportion": 0}, "proportion must be in (0, 1]"),
         ({"method": "unetr"}, "valid: basic, sop, ioda, lsm"),
+        # the U-Net methods segment images: named with the methods a landmark bundle trains
+        (
+            {"method": "unet"},
+            "domains are (image, landmarks); methods for it: basic, sop, ioda, lsm, pix2pix",
+        ),
+        ({"method": "meanteacher"}, "trains a U-Net that segments an image into a mask"),
         ({"dataset_dir": "JUNK"}, "neither a 300-W layout"),
     ],
 )
