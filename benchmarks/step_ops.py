@@ -80,7 +80,9 @@ def count(events: Any, steps: int, host_s: float) -> dict[str, float]:
         "copy": total(lambda k: k == "aten::copy_"),
         "empty": total(lambda k: k in ("aten::empty", "aten::empty_strided")),
         "autograd_nodes": total(lambda k: k.startswith("autograd::engine::evaluate_function")),
-        "copy_slices": total(lambda k: k == "autograd::engine::evaluate_function: torch::autograd::CopySlices"),
+        "copy_slices": total(
+            lambda k: k == "autograd::engine::evaluate_function: torch::autograd::CopySlices"
+        ),
         "memcpy": total(lambda k: k == "cudaMemcpyAsync"),
         "launches": total(lambda k: k.startswith("cudaLaunchKernel")),
         "host_ms": round(host_s * 1e3 / steps, 2),
