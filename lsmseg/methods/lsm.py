@@ -10,7 +10,7 @@ row masks are those of ``lsm_method.md``; which terms are on is decided by a met
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, replace
 
 import torch
@@ -180,11 +180,8 @@ class Rows:
         cls, take: Mapping[str, list[int]], at: Mapping[Read, list[int]], index: Mapping[RowSet, list[int]]
     ) -> Rows:
         """Rows from index lists: every index a view of one int64 host tensor (one op to build)."""
-        groups = (take, at, index)
-        flat = [i for group in groups for rows in group.values() for i in rows]
-        sizes = [len(rows) for group in groups for rows in group.values()]
-        views = iter(torch.tensor(flat, dtype=torch.int64).split(sizes))
-        return cls(*({k: next(views) for k in group} for group in groups))
+        flat = [i for group in (take, at, index) for rows in group.values() for i in rows]
+        return _unpack(torch.tensor(flat, dtype=torch.int64), take, at, index)
 
     def to(self, device: torch.device) -> Rows:
         """The same indices on ``device``: one host-to-device copy for all of them.
@@ -193,18 +190,13 @@ class Rows:
         (pinned, on CUDA) int64 tensor with one non-blocking copy (the host never waits), and
         each index is a view of the copy. On the CPU they are already where they are read.
         """
-        if device.type == "cpu":
+        flat = [v for group in (self.take, self.at, self.index) for v in group.values()]
+        if device.type == "cpu" or not flat:
             return self
-        groups = (self.take, self.at, self.index)
-        flat = [v for group in groups for v in group.values()]
-        if not flat:
-            return self
-        sizes = [int(v.numel()) for v in flat]
         # The caching host allocator keeps a pinned block until the copy out of it has run.
-        host = torch.empty(sum(sizes), dtype=torch.int64, pin_memory=device.type == "cuda")
+        host = torch.empty(sum(len(v) for v in flat), dtype=torch.int64, pin_memory=device.type == "cuda")
         torch.cat(flat, out=host)
-        views = iter(host.to(device, non_blocking=True).split(sizes))
-        return Rows(*({k: next(views) for k in group} for group in groups))
+        return _unpack(host.to(device, non_blocking=True), self.take, self.at, self.index)
 
     def count(self, rows: RowSet) -> int:
         """How many rows a row set has (a host integer: no device sync)."""
@@ -218,6 +210,16 @@ class Rows:
     def gather(self, values: torch.Tensor, rows: RowSet) -> torch.Tensor:
         """Batch values (B, ...) on the rows of ``rows``: (n, ...)."""
         return values[self.index[rows]]
+
+
+def _unpack(
+    packed: torch.Tensor, take: Mapping[str, Sized], at: Mapping[Read, Sized], index: Mapping[RowSet, Sized]
+) -> Rows:
+    """Rows whose indices are consecutive views of ``packed`` (n,), sized and keyed as ``take``,
+    ``at`` and ``index`` in that order."""
+    sizes = [len(v) for group in (take, at, index) for v in group.values()]
+    views = iter(packed.split(sizes))
+    return Rows({k: next(views) for k in take}, {k: next(views) for k in at}, {k: next(views) for k in index})
 
 
 class Generators(nn.Module):
