@@ -40,7 +40,7 @@ class ResBlock(nn.Module):
 
 def _norm_act(channels: int) -> list[nn.Module]:
     # Not in place: InstanceNorm returns a view, and an in-place op on a view costs autograd a
-    # CopySlices node (two copies more per layer in the backward, issue 12's host-bound GPU step).
+    # CopySlices node (copies of the whole tensor in the backward; issue 12: the GPU step is host-bound).
     return [nn.InstanceNorm2d(channels), nn.ReLU()]
 
 
