@@ -26,6 +26,20 @@ from lsmseg.engines.signals import Interrupt
 from lsmseg.methods import Lambdas, LatentSpaceMapping, Stage, Step, make_step, method_stages
 
 
+def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with the fewest host ops per step: ``fused`` where every parameter is a floating
+    CPU or CUDA tensor, else ``foreach``.
+
+    The same algorithm as the per-parameter loop, in one pass per parameter (last-bit rounding
+    differs, ~1e-8). The default (``foreach`` on CUDA) kept ~2.5 ms of host work per optimiser
+    and step on an H200, the host-bound GPU step of issue 12; on the CPU fused Adam steps the
+    ngf 16 generators in 1.9 ms instead of 6.8 (the loop) or 5.5 (``foreach``).
+    """
+    params = list(params)
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None, foreach=None if fused else True)
+
+
 def amp_dtype(device: torch.device) -> torch.dtype:
     """bf16 where the device supports it (no loss scaling needed), else fp16."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -174,9 +188,9 @@ class SemiSupervisedTrainer(Trainer):
         self.stage_index = index
         self.step.begin(self.stage)
         params = [p for p in self.network.generators.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=self.learning_rate, betas=self.betas)
+        self.optimizer = adam(params, self.learning_rate, self.betas)
         self.critic_optimizer = (
-            torch.optim.Adam(self.step.critics.parameters(), lr=self.learning_rate, betas=self.betas)
+            adam(self.step.critics.parameters(), self.learning_rate, self.betas)
             if self.stage.adversarial
             else None
         )

@@ -1,9 +1,9 @@
 """Training-step throughput of the LSM methods: samples/s, FLOPs and the fraction of the matmul peak.
 
-What is timed is :meth:`lsmseg.engines.SemiSupervisedTrainer._iteration` as the engine runs it
-(one forward, the critic update on detached codes when the stage is adversarial, the generator
-update), on a fixed synthetic SIT batch already on the device: data loading is excluded. The
-first ``warmup`` steps (allocator, oneDNN primitive caches, ``torch.compile``) are not timed.
+What is timed is :meth:`lsmseg.engines.SemiSupervisedTrainer._iteration` as the engine runs it (one forward,
+the critic update on detached codes when the stage is adversarial, the generator update) on a fixed
+synthetic SIT batch, pinned on CUDA like a ``pin_memory`` loader's (its copy is timed, data loading is not);
+the first ``warmup`` steps (allocator, oneDNN primitive caches, ``torch.compile``) are not timed.
 
 FLOPs are those of the step as executed (:mod:`lsmseg.experiments.flops`), counted on an eager
 copy of the step. ``peak_fraction`` divides the achieved FLOP/s by the fp32 dense matmul peak
@@ -236,6 +236,8 @@ def time_steps(settings: BenchSettings, method: str, stage: int | None = None) -
     device = resolve_device(settings.device)
     network = make_network(settings)
     batch = synthetic_batch(settings)
+    if device.type == "cuda":  # as a DataLoader with pin_memory=True gives it: asynchronous copies
+        batch = {k: v.pin_memory() for k, v in batch.items()}
     trainer = make_trainer(settings, method, network, [batch] * (settings.warmup + settings.steps), stage)
     starts: list[tuple[float, float]] = []
     times = StepTimes([], [])
@@ -475,7 +477,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike, append: b
 def profile_step(
     settings: BenchSettings, method: str, steps: int = 3, row_limit: int = 30, stage: int | None = None
 ) -> str:
-    """torch.profiler table of ``steps`` training steps after the warm-up, top ops by self CPU time."""
+    """torch.profiler tables of ``steps`` steps after the warm-up: top ops by host time, then CUDA time."""
     from ignite.engine import Events
     from torch.profiler import ProfilerActivity, profile
 
@@ -494,5 +496,5 @@ def profile_step(
     trainer.add_event_handler(Events.ITERATION_STARTED, started)
     trainer.run()
     prof.__exit__(None, None, None)
-    sort = "self_cuda_time_total" if settings.device == "cuda" else "self_cpu_time_total"
-    return str(prof.key_averages().table(sort_by=sort, row_limit=row_limit))
+    sorts = ["self_cpu_time_total", "self_cuda_time_total"][: 2 if settings.device == "cuda" else 1]
+    return "\n".join(str(prof.key_averages().table(sort_by=sort, row_limit=row_limit)) for sort in sorts)

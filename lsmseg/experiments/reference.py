@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from lsmseg.engines.trainer import adam
 from lsmseg.experiments.flops import sync
 from lsmseg.losses import bce_per_row, l1_per_row, masked_mean
 from lsmseg.methods import LatentSpaceMapping, Plan, Term, method_stages
@@ -133,8 +134,9 @@ class ReferenceStep:
         self.network = network
         self.stage = method_stages(method, network.names)[-1]
         self.plan = Plan.for_terms(self.stage.weights, network.names, network.adversarial_rows)
-        self.optimizer = torch.optim.Adam(network.generators.parameters(), lr=learning_rate, betas=betas)
-        self.critic_optimizer = torch.optim.Adam(network.critics.parameters(), lr=learning_rate, betas=betas)
+        # The trainer's Adam (fused on CUDA): the bench's ratio is then the steps', not the optimisers'.
+        self.optimizer = adam(network.generators.parameters(), learning_rate, betas)
+        self.critic_optimizer = adam(network.critics.parameters(), learning_rate, betas)
 
     def __call__(self, raw: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """One step on a collated batch (on the network's device); returns the weighted loss."""

@@ -10,7 +10,7 @@ row masks are those of ``lsm_method.md``; which terms are on is decided by a met
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, replace
 
 import torch
@@ -115,51 +115,50 @@ class Plan:
     def rows(self, present: Mapping[str, torch.Tensor]) -> Rows:
         """Which rows each output is computed on: those some term reads (host side, no sync).
 
+        A batch has a few dozen rows: plain Python on the host's presence lists costs less
+        than dispatching a tensor op per index, and the indices become one host tensor.
+
         Args:
             present: {domain: (B,) bool} on the CPU (from the batch's modes before the copy to
                 the device).
         """
-        sets = {rs for _, rs in self.reads}
-        masks = {rs: _row_mask(rs, present) for rs in sets}
-        need: dict[str, torch.Tensor] = {}
+        has = {d: [bool(v) for v in p.tolist()] for d, p in present.items()}
+        batch = len(next(iter(has.values())))
+        index = {rs: _row_index(rs, has, batch) for rs in {rs for _, rs in self.reads}}
+        need: dict[str, set[int]] = {}
         for name, rs in self.reads:
-            need[name] = need[name] | masks[rs] if name in need else masks[rs].clone()
+            need.setdefault(name, set()).update(index[rs])
         parents = self.parents()
         encoded = {f"l_{d}" for d in self.encode}  # parents of these are the batch's values
         for child, parent in parents.items():  # a child's rows are computed from its parent's
             if child not in encoded:
-                need[parent] |= need[child]
-        index = {name: m.nonzero().reshape(-1) for name, m in need.items()}
-        batch = next(iter(present.values())).shape[0]
+                need.setdefault(parent, set()).update(need[child])
+        computed = {name: sorted(rows) for name, rows in need.items()}
         take = {}
         for child, parent in parents.items():
-            rows_in = torch.arange(batch) if child in encoded else index[parent]
-            take[child] = _positions(rows_in, index[child])
-        at = {(name, rs): _positions(index[name], masks[rs].nonzero().reshape(-1)) for name, rs in self.reads}
-        return Rows(
+            rows_in = list(range(batch)) if child in encoded else computed[parent]
+            take[child] = _positions(rows_in, computed[child])
+        at = {(name, rs): _positions(computed[name], index[rs]) for name, rs in self.reads}
+        return Rows.from_lists(
             {k: v for k, v in take.items() if v is not None},
             {k: v for k, v in at.items() if v is not None},
-            {rs: m.nonzero().reshape(-1) for rs, m in masks.items()},
+            index,
         )
 
 
-def _row_mask(rows: RowSet, present: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """(B,) bool: rows that have every domain of ``rows[0]`` and none of ``rows[1]``."""
-    has, lacks = rows
-    mask = torch.ones_like(next(iter(present.values())), dtype=torch.bool)
-    for d in has:
-        mask &= present[d].to(torch.bool)
-    for d in lacks:
-        mask &= ~present[d].to(torch.bool)
-    return mask
+def _row_index(rows: RowSet, has: Mapping[str, list[bool]], batch: int) -> list[int]:
+    """Sorted indices of the rows that have every domain of ``rows[0]`` and none of ``rows[1]``."""
+    wanted, lacked = rows
+    return [i for i in range(batch) if all(has[d][i] for d in wanted) and not any(has[d][i] for d in lacked)]
 
 
-def _positions(rows_in: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+def _positions(rows_in: list[int], rows: list[int]) -> list[int] | None:
     """Positions of the (sorted) global ``rows`` in a tensor computed on ``rows_in``; None when
     they are all of it, in order (nothing to select)."""
-    if torch.equal(rows_in, rows):
+    if rows_in == rows:
         return None
-    return torch.searchsorted(rows_in, rows)
+    at = {r: i for i, r in enumerate(rows_in)}
+    return [at[r] for r in rows]
 
 
 @dataclass(frozen=True)
@@ -176,13 +175,28 @@ class Rows:
     at: dict[Read, torch.Tensor]
     index: dict[RowSet, torch.Tensor]
 
+    @classmethod
+    def from_lists(
+        cls, take: Mapping[str, list[int]], at: Mapping[Read, list[int]], index: Mapping[RowSet, list[int]]
+    ) -> Rows:
+        """Rows from index lists: every index a view of one int64 host tensor (one op to build)."""
+        flat = [i for group in (take, at, index) for rows in group.values() for i in rows]
+        return _unpack(torch.tensor(flat, dtype=torch.int64), take, at, index)
+
     def to(self, device: torch.device) -> Rows:
-        """The same indices on ``device`` (non-blocking copies: the host never waits)."""
+        """The same indices on ``device``: one host-to-device copy for all of them.
 
-        def move(d: dict) -> dict:
-            return {k: v.to(device, non_blocking=True) for k, v in d.items()}
-
-        return Rows(move(self.take), move(self.at), move(self.index))
+        On a GPU a step is bound by the host's work per op, so the indices travel packed in one
+        (pinned, on CUDA) int64 tensor with one non-blocking copy (the host never waits), and
+        each index is a view of the copy. On the CPU they are already where they are read.
+        """
+        flat = [v for group in (self.take, self.at, self.index) for v in group.values()]
+        if device.type == "cpu" or not flat:
+            return self
+        # The caching host allocator keeps a pinned block until the copy out of it has run.
+        host = torch.empty(sum(len(v) for v in flat), dtype=torch.int64, pin_memory=device.type == "cuda")
+        torch.cat(flat, out=host)
+        return _unpack(host.to(device, non_blocking=True), self.take, self.at, self.index)
 
     def count(self, rows: RowSet) -> int:
         """How many rows a row set has (a host integer: no device sync)."""
@@ -196,6 +210,16 @@ class Rows:
     def gather(self, values: torch.Tensor, rows: RowSet) -> torch.Tensor:
         """Batch values (B, ...) on the rows of ``rows``: (n, ...)."""
         return values[self.index[rows]]
+
+
+def _unpack(
+    packed: torch.Tensor, take: Mapping[str, Sized], at: Mapping[Read, Sized], index: Mapping[RowSet, Sized]
+) -> Rows:
+    """Rows whose indices are consecutive views of ``packed`` (n,), sized and keyed as ``take``,
+    ``at`` and ``index`` in that order."""
+    sizes = [len(v) for group in (take, at, index) for v in group.values()]
+    views = iter(packed.split(sizes))
+    return Rows({k: next(views) for k in take}, {k: next(views) for k in at}, {k: next(views) for k in index})
 
 
 class Generators(nn.Module):

@@ -23,6 +23,8 @@ a loss or a gradient.
 
 from __future__ import annotations
 
+import functools
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -187,29 +189,33 @@ class LatentStep(Step):
         self, critics: nn.Module, out: Outputs, batch: Batch, terms: Mapping[Term, float]
     ) -> torch.Tensor:
         """Latent critics: real l_b -> 1, mapped h_ab(l_a) -> 0, codes detached."""
-        total = torch.zeros((), device=next(iter(out.values())).device)
+        parts = []
         for term in terms:
             if term.kind != "adv":
                 continue
             for fake, real, n_fake, n_real in self._critic_scores(critics, term.a, out, batch, True):
-                total = total + rows_mean(bce_per_row(fake, 0.0), n_fake)
-                total = total + rows_mean(bce_per_row(real, 1.0), n_real)
-        return total
+                parts += [
+                    rows_mean(bce_per_row(fake, 0.0), n_fake),
+                    rows_mean(bce_per_row(real, 1.0), n_real),
+                ]
+        return _total(parts, next(iter(out.values())).device)
 
     def _adversarial(self, critics: nn.Module, b: str, out: Outputs, batch: Batch) -> torch.Tensor:
         """Generator side of L_adv on domain b's latent space."""
-        loss = torch.zeros((), device=out[f"l_{b}"].device)
+        parts = []
         for fake, real, n_fake, n_real in self._critic_scores(critics, b, out, batch, False):
             if self.network.adversarial == "confusion":
                 # Tzeng et al. 2015: both codes pushed towards a critic output of 0.5.
-                loss = loss + rows_mean(bce_per_row(fake, 0.5), n_fake)
-                loss = loss + rows_mean(bce_per_row(real, 0.5), n_real)
+                parts += [
+                    rows_mean(bce_per_row(fake, 0.5), n_fake),
+                    rows_mean(bce_per_row(real, 0.5), n_real),
+                ]
             elif self.network.adversarial == "minimax":
                 # The reference's default: maximise the critic's error on fakes (saturating).
-                loss = loss - rows_mean(bce_per_row(fake, 0.0), n_fake)
+                parts.append(-rows_mean(bce_per_row(fake, 0.0), n_fake))
             else:
-                loss = loss + rows_mean(bce_per_row(fake, 1.0), n_fake)
-        return loss
+                parts.append(rows_mean(bce_per_row(fake, 1.0), n_fake))
+        return _total(parts, out[f"l_{b}"].device)
 
     def _output_loss(self, out: Outputs, name: str, d: str, rows_of: RowSet, batch: Batch) -> torch.Tensor:
         """Domain d's output loss of decoder output ``name`` against d's views, on ``rows_of``."""
@@ -241,6 +247,12 @@ class LatentStep(Step):
             else:
                 raise ValueError(f"the latent step has no loss term {term.name!r}")
         return losses
+
+
+def _total(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Sum of scalar losses, left to right (the value of 0 + p0 + p1 ...), or 0 when none: no
+    zero tensor to start from, one op and one autograd node fewer per sum."""
+    return functools.reduce(operator.add, parts) if parts else torch.zeros((), device=device)
 
 
 def _rows(batch: Batch) -> Rows:

@@ -28,8 +28,7 @@ class ResBlock(nn.Module):
         self.block = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels),
-            nn.ReLU(inplace=True),
+            *_norm_act(channels),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
             nn.InstanceNorm2d(channels),
@@ -40,7 +39,9 @@ class ResBlock(nn.Module):
 
 
 def _norm_act(channels: int) -> list[nn.Module]:
-    return [nn.InstanceNorm2d(channels), nn.ReLU(inplace=True)]
+    # Not in place: InstanceNorm returns a view, and an in-place op on a view costs autograd a
+    # CopySlices node (copies of the whole tensor in the backward; issue 12: the GPU step is host-bound).
+    return [nn.InstanceNorm2d(channels), nn.ReLU()]
 
 
 class ResnetEncoder(nn.Module):
@@ -139,7 +140,7 @@ class PatchDiscriminator(nn.Module):
             layers += [
                 nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1),
                 nn.InstanceNorm2d(ndf * mult),
-                nn.LeakyReLU(0.2, True),
+                nn.LeakyReLU(0.2),  # not in place on InstanceNorm's view (see _norm_act)
             ]
         layers += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*layers)

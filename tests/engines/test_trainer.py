@@ -7,11 +7,13 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from monai.data import DataLoader
+from torch import nn
 
 from lsmseg.bundle import check_settings
 from lsmseg.data.sit import generate_sit, make_rows
 from lsmseg.data.split import row_sampler
 from lsmseg.engines import SemiSupervisedTrainer, StagedEarlyStopping
+from lsmseg.engines.trainer import adam
 from lsmseg.methods import Domain, LatentSpaceMapping, method_stages
 
 
@@ -206,3 +208,30 @@ def test_trainer_and_bundle_settings_accept_the_baselines() -> None:
         check_settings("lsm", 0.5, Path(__file__).parent, choices={"samples": "epoch"})
     with pytest.raises(ValueError, match="valid: bce, lsgan"):
         SemiSupervisedTrainer("cpu", 1, DataLoader(rows), _net(), method="cyclegan", gan_loss="wgan")
+
+
+def test_adam_is_fused_where_it_can_be_and_steps_as_the_per_parameter_loop() -> None:
+    torch.manual_seed(0)
+    start, grads = [torch.randn(3, 4), torch.randn(5)], [torch.randn(3, 4), torch.randn(5)]
+    params = {kind: [nn.Parameter(p.clone()) for p in start] for kind in ("fused", "loop")}
+    fused = adam(params["fused"], 1e-2, (0.9, 0.999))
+    loop = torch.optim.Adam(params["loop"], lr=1e-2, betas=(0.9, 0.999), foreach=False)
+    assert fused.defaults["fused"] and not fused.defaults["foreach"]
+    for _ in range(3):
+        for group in params.values():
+            for p, g in zip(group, grads, strict=True):
+                p.grad = g.clone()
+        fused.step()
+        loop.step()
+    for a, b in zip(params["fused"], params["loop"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    # A device without a fused kernel takes foreach.
+    assert adam([nn.Parameter(torch.zeros(2, device="meta"))], 1e-3, (0.9, 0.999)).defaults["foreach"]
+
+
+def test_the_trainer_steps_with_the_fused_adam() -> None:
+    rows = _rows(20, 32, p=0.5)
+    loader = DataLoader(rows["train"], batch_size=8)
+    trainer = SemiSupervisedTrainer("cpu", 1, loader, _net(), method="lsm", epoch_length=1)
+    assert trainer.optimizer.defaults["fused"] and trainer.critic_optimizer is not None
+    assert trainer.critic_optimizer.defaults["fused"]

@@ -42,3 +42,27 @@ def test_nhwc_head_is_the_same_decoder_in_another_layout() -> None:
     for pa, pb in zip(nchw.parameters(), nhwc.parameters(), strict=True):
         assert pa.grad is not None and pb.grad is not None
         assert torch.allclose(pa.grad, pb.grad, rtol=1e-4, atol=1e-6)
+
+
+def _node_names(root: torch.Tensor) -> set[str]:
+    """Names of every autograd node behind ``root``."""
+    seen, names, todo = set(), set(), [root.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo += [next_fn for next_fn, _ in node.next_functions]
+    return names
+
+
+def test_no_in_place_op_on_a_view_costs_autograd_a_copy_slices_node() -> None:
+    """InstanceNorm returns a view: an in-place activation on it adds a CopySlices node (two more
+    copies per layer in the backward). The activations are out of place: no such node."""
+    encoder, decoder = ResnetEncoder(1, ngf=4), ResnetDecoder(2, ngf=4)
+    critic = PatchDiscriminator(16, ndf=4, n_layers=2)
+    z = encoder(torch.rand(2, 1, 64, 64))  # a 16x16 latent: 2x2 critic logits
+    names = _node_names(decoder(z).sum() + critic(z).sum())
+    assert {"ReluBackward0", "LeakyReluBackward0", "NativeBatchNormBackward0"} <= names
+    assert "CopySlices" not in names
