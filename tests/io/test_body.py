@@ -38,9 +38,14 @@ def test_a_slice_seen_again_gets_its_mask_from_the_cache_a_copy_each_time(
 ) -> None:
     hu = np.full((40, 40), -1000.0)
     hu[10:30, 8:32] = 40.0
-    calls = []
+    calls: list[int] = []
     compute = body._body_of
-    monkeypatch.setattr(body, "_body_of", lambda above, r: calls.append(r) or compute(above, r))
+
+    def counted(above: np.ndarray, radius: int) -> np.ndarray:
+        calls.append(radius)
+        return compute(above, radius)
+
+    monkeypatch.setattr(body, "_body_of", counted)
     first = body_mask(hu)
     first[:] = False  # a caller's edit must not reach the next caller
     again = body_mask(hu.astype(np.float64) + 1.0)  # same pixels above the threshold
