@@ -191,19 +191,13 @@ class CaseRunner:
     def finish(self, p: Prepared, probs: np.ndarray, network_s: float) -> dict[str, Any]:
         """(C, S, S) probabilities -> native mask -> readout -> case files -> results row."""
         start = time.perf_counter()
-        mask = self.native_mask(p, probs)
-        return self.finish_mask(p, mask, p.seconds + network_s + time.perf_counter() - start)
-
-    def native_mask(self, p: Prepared, probs: np.ndarray) -> np.ndarray:
-        """(C, S, S) probabilities -> (H, W) uint8 compartment mask on the native grid.
-
-        Runs where the case was prepared: MONAI's inverse finds the crop and resize it undoes
-        by the identity of the transform objects that applied them (not those of a copy)."""
         if not np.all(np.isfinite(probs)):
             raise ValueError(
                 "the network output has NaN values: the bundle's weights are broken (retrain or restore model.pt)"
             )
-        return self.model.transform.inverse_mask(probs, p.geometry)
+        mask = self.model.transform.inverse_mask(probs, p.geometry)  # (H, W) uint8 on the native grid
+        self.timer.add("readout", time.perf_counter() - start)
+        return self.finish_mask(p, mask, p.seconds + network_s + time.perf_counter() - start)
 
     def finish_mask(self, p: Ingested, mask: np.ndarray, seconds: float) -> dict[str, Any]:
         """(H, W) compartment mask on the native grid -> readout -> case files -> results row.

@@ -29,6 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
+from monai.utils import TraceKeys
 
 from lsmseg.clinical.case import CaseRunner, Prepared
 from lsmseg.clinical.gates import gate_after, gate_before
@@ -117,22 +118,14 @@ def finish_case(
     output: np.ndarray | Exception,
     network_s: float,
     ood: tuple[dict[str, Any], list[str]],
-    native: bool = False,
 ) -> dict[str, Any]:
-    """Readout and case files of one case (a worker task), its files committed together; its row.
-
-    ``output``: the (C, S, S) probabilities, or with ``native`` the (H, W) mask on the native
-    grid (:meth:`CaseRunner.native_mask`, for a writer process); an exception: the error row."""
+    """Readout and case files of one case (a worker task), its files committed together; its row."""
     start = time.perf_counter()
     try:
         if isinstance(output, Exception):
             return runner.error_row(p.case, output, p.seconds + network_s)
         with batched_commit():
-            if native:
-                done = runner.finish_mask(p, output, p.seconds + network_s)
-            else:
-                done = runner.finish(p, output, network_s)
-            row = {**done, **ood[0]}
+            row = {**runner.finish(p, output, network_s), **ood[0]}
         return gate_after(row, p.ct, extra=ood[1])
     except Exception as err:
         return runner.error_row(p.case, err, p.seconds + network_s + time.perf_counter() - start)
@@ -158,16 +151,35 @@ def start_writer_process(runner: CaseRunner) -> None:
 
 
 def finish_in_process(
-    p: Prepared, mask: np.ndarray | Exception, network_s: float, ood: tuple[dict[str, Any], list[str]]
+    p: Prepared, output: np.ndarray | Exception, network_s: float, ood: tuple[dict[str, Any], list[str]]
 ) -> Finished:
-    """:func:`finish_case` of a native ``mask`` in a writer process; the row and the stage
-    seconds it took there."""
+    """:func:`finish_case` in a writer process; the row and the stage seconds it took there.
+
+    MONAI's inverse matches each recorded crop and resize to the transform object that applied
+    it by its ``id``; the process's copy of the chain has other ids, so the case's record is
+    marked ``TraceKeys.NONE`` (match by position, which MONAI allows for copies across
+    processes; the copy is the same chain)."""
     runner = _PROCESS_RUNNER
     if runner is None:
         raise RuntimeError("finish_in_process runs in a writer process started by Writers")
     runner.timer.seconds.clear()
-    row = finish_case(runner, p, mask, network_s, ood, native=True)
+    cpu = time.process_time()
+    _unpin(p.geometry.operations)
+    row = finish_case(runner, p, output, network_s, ood)
+    runner.timer.add("writer_cpu", time.process_time() - cpu)
     return row, dict(runner.timer.seconds)
+
+
+def _unpin(record: Any) -> None:
+    """Set every transform id in a MONAI ``applied_operations`` record to ``TraceKeys.NONE``."""
+    if isinstance(record, dict):
+        if TraceKeys.ID in record:
+            record[TraceKeys.ID] = TraceKeys.NONE
+        for value in record.values():
+            _unpin(value)
+    elif isinstance(record, list | tuple):
+        for value in record:
+            _unpin(value)
 
 
 def finish_in_thread(
@@ -212,21 +224,13 @@ class Writers:
     ) -> Future[Finished]:
         if not self.processes:
             return self.pool.submit(finish_in_thread, self.runner, p, output, network_s, ood)
-        mask = output
-        if not isinstance(output, Exception):
-            start = time.perf_counter()
-            try:
-                mask = self.runner.native_mask(p, output)
-            except Exception as err:
-                mask = err
-            self.runner.timer.add("readout", time.perf_counter() - start)
         try:
-            return self.pool.submit(finish_in_process, p, mask, network_s, ood)
+            return self.pool.submit(finish_in_process, p, output, network_s, ood)
         except BrokenProcessPool:
             logger.warning("a writer process died; starting new ones")
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._start()
-            return self.pool.submit(finish_in_process, p, mask, network_s, ood)
+            return self.pool.submit(finish_in_process, p, output, network_s, ood)
 
     def row(self, task: Future[Finished], p: Prepared, network_s: float) -> dict[str, Any]:
         """The case's row (an error row when its writer died), its stage seconds added."""
