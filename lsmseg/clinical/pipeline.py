@@ -47,6 +47,9 @@ MAX_WRITING = 2  # batches whose case files may still be in the writer pool
 # Starting a writer process (a fork of the forkserver, which imports lsmseg and torch once, about
 # 3 CPU s) costs about as much as writing a handful of cases; below this many cases, threads.
 PROCESS_MIN_CASES = 16
+# What the writers import lazily on their first case (about 2 CPU s per process otherwise):
+# imported once in the forkserver, so each writer process forks with them loaded.
+WRITER_PRELOAD = ("highdicom", "matplotlib.backends.backend_agg", "matplotlib.figure", "PIL.PngImagePlugin")
 Rows = dict[str, dict[str, Any]]
 Finished = tuple[dict[str, Any], dict[str, float]]  # a case's row, and its stage seconds
 
@@ -207,7 +210,7 @@ class Writers:
         if not self.processes:
             return ThreadPoolExecutor(self.workers, "lsmseg-write", initializer=one_torch_thread)
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])  # only before the server's first start
+        context.set_forkserver_preload([__name__, *WRITER_PRELOAD])  # before the server's first start
         return ProcessPoolExecutor(
             self.workers,
             context,
