@@ -278,8 +278,7 @@ def segment_cohort(
             bundle without models/model.json evaluate its configs/inference.json (code).
         shard: ``"K/N"``: only shard K (0-based) of N, to ``results.shard-K-of-N.{csv,json}``
             (:func:`merge_shards` combines them); None under torchrun: by rank (:func:`segment_ranks`).
-        workers: threads reading slices, and writers of case files: processes for a cohort of
-            :data:`lsmseg.clinical.pipeline.PROCESS_MIN_CASES` cases or more, else threads.
+        workers: threads reading slices, and case-file writers (processes from 16 cases on).
 
     Returns:
         The :class:`SegmentReport`; ``exit_status`` is 0 when every case succeeded, else 1.
