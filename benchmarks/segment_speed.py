@@ -12,7 +12,9 @@ The stages come from the run's own clock (``SegmentReport.timings_s``):
     results     results.csv / results.json (rewritten every few seconds and at the end)
 
 ``s_per_slice`` is wall time (model load and discovery included), ``cpu_s_per_slice`` the
-process's CPU time (all threads) for the same run. segment is a pipeline (ingest and writer
+process's CPU time (all threads) for the same run plus the writer processes' CPU time on its
+cases (``writer_cpu``, which each writer process clocks per case; on a cohort of 16 slices or
+more the writers are processes, forked from a forkserver that imported lsmseg once). segment is a pipeline (ingest and writer
 threads beside the network), so the stage columns sum the seconds of every thread and together
 exceed the wall time. Weights are untrained (timing does not depend on them; a case whose random mask has no muscle is
 still written, without its DICOM SEG - ``n_ok`` says how many had one). The machine's load
@@ -24,7 +26,8 @@ and the CPU time is the steadier figure.
     python benchmarks/segment_speed.py --n 1000 --settings 8:128 --append   # add a row
 
 ``peak_rss_mb`` is the process's peak resident memory (cohort writing included); run one setting
-per process to read it as that run's peak. ``workers`` is the threads per pipeline pool.
+per process to read it as that run's peak (the writer processes' own memory is not in it).
+``workers`` is the ingest threads and the writers of the pipeline.
 """
 
 from __future__ import annotations
@@ -125,8 +128,9 @@ def run(
             progress=False,
             workers=workers,
         )
-        total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         t = report.timings_s
+        total = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start + t.get("writer_cpu", 0.0)
         with_seg = sum(1 for r in report.rows if r.get("seg_file"))
         row = {
             "date": datetime.date.today().isoformat(),

@@ -6,11 +6,12 @@ user's terms (STYLE.md 9); nothing here stops the cohort.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,11 @@ class Timer:
     def add(self, stage: str, seconds: float) -> None:
         with self._lock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def __reduce__(self) -> tuple[type[Timer], tuple[()]]:
+        """Pickled (to a worker process) as a new, empty timer: a lock does not travel, and the
+        worker's seconds come back with its results (:mod:`lsmseg.clinical.pipeline`)."""
+        return Timer, ()
 
 
 @dataclass
@@ -190,6 +196,7 @@ class CaseRunner:
                 "the network output has NaN values: the bundle's weights are broken (retrain or restore model.pt)"
             )
         mask = self.model.transform.inverse_mask(probs, p.geometry)  # (H, W) uint8 on the native grid
+        self.timer.add("readout", time.perf_counter() - start)
         return self.finish_mask(p, mask, p.seconds + network_s + time.perf_counter() - start)
 
     def finish_mask(self, p: Ingested, mask: np.ndarray, seconds: float) -> dict[str, Any]:
@@ -287,6 +294,15 @@ class CaseRunner:
             logger.debug("case %s: DICOM SEG/SR failed", p.case.case_id, exc_info=err)
             return files, f"measured, but the DICOM SEG or SR could not be written: {err}"
         return files, None
+
+    def for_writer_process(self) -> CaseRunner:
+        """A copy to pickle to a writer process: the readout settings and the model's transform
+        and names, without the network (its weights stay with the process that runs it)."""
+        worker = copy.copy(self)
+        if self._model is not None:
+            worker._model = replace(self._model, network=None)
+        worker.timer = Timer()
+        return worker
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.out_dir).as_posix()

@@ -33,7 +33,7 @@ from lsmseg.clinical.merge import merge_shards
 from lsmseg.clinical.model import SegmentationModel, load_bundle
 from lsmseg.clinical.ood import describe_reference, load_reference
 from lsmseg.clinical.patients import PatientRecord, PatientTable
-from lsmseg.clinical.pipeline import CohortPipeline
+from lsmseg.clinical.pipeline import PROCESS_MIN_CASES, CohortPipeline
 from lsmseg.clinical.results import (
     CASES_DIR,
     RESULTS_CSV,
@@ -278,7 +278,7 @@ def segment_cohort(
             bundle without models/model.json evaluate its configs/inference.json (code).
         shard: ``"K/N"``: only shard K (0-based) of N, to ``results.shard-K-of-N.{csv,json}``
             (:func:`merge_shards` combines them); None under torchrun: by rank (:func:`segment_ranks`).
-        workers: threads reading slices, and threads writing case files (each pool).
+        workers: threads reading slices, and case-file writers (processes from 16 cases on).
 
     Returns:
         The :class:`SegmentReport`; ``exit_status`` is 0 when every case succeeded, else 1.
@@ -356,7 +356,9 @@ def run_cohort(
     todo = [c for c in plan.cases if c.case_id not in rows]
     report = new_report(request.out, plan, timer, shard)
     runner = CaseRunner(request.out, plan.model, request.cutoff_sets, request.vat_hu, request.refine, timer)
-    pipeline = CohortPipeline(runner, plan.records, plan.ood, request.batch_size, max(1, int(o["workers"])))
+    workers = max(1, int(o["workers"]))
+    processes = len(todo) >= PROCESS_MIN_CASES  # else a process start costs more than it saves
+    pipeline = CohortPipeline(runner, plan.records, plan.ood, request.batch_size, workers, processes)
     last = time.perf_counter()
 
     def done(batch: Sequence[CaseSource], batch_rows: dict[str, dict[str, Any]]) -> None:

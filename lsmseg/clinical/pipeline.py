@@ -5,8 +5,12 @@
     batch i-1, ...   writer pool: native mask, readout, mask.nii.gz / overlay.png / seg.dcm /
                      sr.dcm of each case, committed together per case (:func:`batched_commit`)
 
-The stages overlap: while the network runs, threads read the next slices and write the last
-ones (zlib, PNG encoding, file I/O and fsync release the GIL). Work in flight is bounded
+The stages overlap: while the network runs, threads read the next slices and writers write the
+last ones. The writers' work is mostly Python (highdicom's SR and SEG, matplotlib's overlay),
+which holds the GIL: threads overlap only its I/O and native parts. So on a cohort of
+:data:`PROCESS_MIN_CASES` cases or more the writers are processes (:class:`Writers`,
+``forkserver``: a fresh process that imports lsmseg once, safe beside the network's OpenMP
+threads), each with a copy of the readout settings and the model's transform, never its network. Work in flight is bounded
 (:data:`PREFETCH` batches read ahead, :data:`MAX_WRITING` batches being written), so memory is
 flat in the cohort size: only the results rows, a few KB each, are kept for the whole run.
 A case that fails at any stage becomes an error row; nothing here stops the cohort.
@@ -14,14 +18,18 @@ A case that fails at any stage becomes an error row; nothing here stops the coho
 
 from __future__ import annotations
 
+import functools
 import logging
+import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
+from monai.utils import TraceKeys
 
 from lsmseg.clinical.case import CaseRunner, Prepared
 from lsmseg.clinical.gates import gate_after, gate_before
@@ -36,7 +44,14 @@ logger = logging.getLogger(__name__)
 
 PREFETCH = 2  # batches read ahead of the network
 MAX_WRITING = 2  # batches whose case files may still be in the writer pool
+# Starting a writer process (a fork of the forkserver, which imports lsmseg and torch once, about
+# 3 CPU s) costs about as much as writing a handful of cases; below this many cases, threads.
+PROCESS_MIN_CASES = 16
+# What the writers import lazily on their first case (about 2 CPU s per process otherwise):
+# imported once in the forkserver, so each writer process forks with them loaded.
+WRITER_PRELOAD = ("highdicom", "matplotlib.backends.backend_agg", "matplotlib.figure", "PIL.PngImagePlugin")
 Rows = dict[str, dict[str, Any]]
+Finished = tuple[dict[str, Any], dict[str, float]]  # a case's row, and its stage seconds
 
 
 def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -128,13 +143,120 @@ def one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+_PROCESS_RUNNER: CaseRunner | None = None  # a writer process's copy (set by its initializer)
+
+
+def start_writer_process(runner: CaseRunner) -> None:
+    """Writer-process initializer: keep the runner copy, one OpenMP thread (as the threads)."""
+    global _PROCESS_RUNNER
+    one_torch_thread()
+    _PROCESS_RUNNER = runner
+
+
+def finish_in_process(
+    p: Prepared, output: np.ndarray | Exception, network_s: float, ood: tuple[dict[str, Any], list[str]]
+) -> Finished:
+    """:func:`finish_case` in a writer process; the row and the stage seconds it took there.
+
+    MONAI's inverse matches each recorded crop and resize to the transform object that applied
+    it by its ``id``; the process's copy of the chain has other ids, so the case's record is
+    marked ``TraceKeys.NONE`` (match by position, which MONAI allows for copies across
+    processes; the copy is the same chain)."""
+    runner = _PROCESS_RUNNER
+    if runner is None:
+        raise RuntimeError("finish_in_process runs in a writer process started by Writers")
+    runner.timer.seconds.clear()
+    cpu = time.process_time()
+    _unpin(p.geometry.operations)
+    row = finish_case(runner, p, output, network_s, ood)
+    runner.timer.add("writer_cpu", time.process_time() - cpu)
+    return row, dict(runner.timer.seconds)
+
+
+def _unpin(record: Any) -> None:
+    """Set every transform id in a MONAI ``applied_operations`` record to ``TraceKeys.NONE``."""
+    if isinstance(record, dict):
+        if TraceKeys.ID in record:
+            record[TraceKeys.ID] = TraceKeys.NONE
+        for value in record.values():
+            _unpin(value)
+    elif isinstance(record, list | tuple):
+        for value in record:
+            _unpin(value)
+
+
+def finish_in_thread(
+    runner: CaseRunner,
+    p: Prepared,
+    output: np.ndarray | Exception,
+    network_s: float,
+    ood: tuple[dict[str, Any], list[str]],
+) -> Finished:
+    """:func:`finish_case` in a writer thread (its stage seconds go to the shared timer)."""
+    return finish_case(runner, p, output, network_s, ood), {}
+
+
+class Writers:
+    """The writer pool: ``workers`` threads sharing the runner, or processes each holding a copy
+    (:meth:`CaseRunner.for_writer_process`). A writer process that dies (killed for memory, a
+    crash in a native library) breaks the pool: the cases it held become error rows and a new
+    pool takes the next cases, so the cohort goes on."""
+
+    def __init__(self, runner: CaseRunner, workers: int, processes: bool) -> None:
+        self.runner, self.workers, self.processes = runner, workers, processes
+        self.pool = self._start()
+
+    def _start(self) -> Executor:
+        if not self.processes:
+            return ThreadPoolExecutor(self.workers, "lsmseg-write", initializer=one_torch_thread)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__, *WRITER_PRELOAD])  # before the server's first start
+        return ProcessPoolExecutor(
+            self.workers,
+            context,
+            initializer=start_writer_process,
+            initargs=(self.runner.for_writer_process(),),
+        )
+
+    def submit(
+        self,
+        p: Prepared,
+        output: np.ndarray | Exception,
+        network_s: float,
+        ood: tuple[dict[str, Any], list[str]],
+    ) -> Future[Finished]:
+        if not self.processes:
+            return self.pool.submit(finish_in_thread, self.runner, p, output, network_s, ood)
+        try:
+            return self.pool.submit(finish_in_process, p, output, network_s, ood)
+        except BrokenProcessPool:
+            logger.warning("a writer process died; starting new ones")
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._start()
+            return self.pool.submit(finish_in_process, p, output, network_s, ood)
+
+    def row(self, task: Future[Finished], p: Prepared, network_s: float) -> dict[str, Any]:
+        """The case's row (an error row when its writer died), its stage seconds added."""
+        try:
+            row, seconds = task.result()
+        except Exception as err:  # finish_case turns the case's own errors into rows already
+            return self.runner.error_row(p.case, err, p.seconds + network_s)
+        for stage, s in seconds.items():
+            self.runner.timer.add(stage, s)
+        return row
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
 class CohortPipeline:
     """Runs cases through ingest workers, the network and writer workers (module docstring).
 
     Args:
         runner: the model and readout settings; records: each case's patient row by case id.
         ood: the bundle's OOD reference (None: no ``ood_*`` columns).
-        batch_size: slices per network call; workers: threads in each of the two pools.
+        batch_size: slices per network call; workers: threads reading slices, and writers.
+        processes: writers are processes (else threads), see :data:`PROCESS_MIN_CASES`.
     """
 
     def __init__(
@@ -144,17 +266,18 @@ class CohortPipeline:
         ood: OODReference | None,
         batch_size: int,
         workers: int,
+        processes: bool = False,
     ) -> None:
         self.runner, self.records, self.ood = runner, records, ood
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers, self.processes = batch_size, workers, processes
 
     def run(self, cases: Sequence[CaseSource], done: Callable[[Sequence[CaseSource], Rows], None]) -> None:
         """Process ``cases``; ``done(batch, rows)`` is called in the main thread, batch by batch
         in input order, once every row of the batch is final (its files committed)."""
         ingest = ThreadPoolExecutor(self.workers, "lsmseg-ingest", initializer=one_torch_thread)
-        write = ThreadPoolExecutor(self.workers, "lsmseg-write", initializer=one_torch_thread)
+        write = Writers(self.runner, self.workers, self.processes)
         ahead: deque[tuple[Sequence[CaseSource], list[Future[Any]]]] = deque()
-        writing: deque[tuple[Sequence[CaseSource], Rows, list[Future[dict[str, Any]]]]] = deque()
+        writing: deque[tuple[Sequence[CaseSource], Rows, list[Callable[[], dict[str, Any]]]]] = deque()
         todo = batches(cases, self.batch_size)
         try:
             for _ in range(PREFETCH):
@@ -167,12 +290,12 @@ class CohortPipeline:
                 while len(writing) > MAX_WRITING or (writing and not ahead):
                     batch, rows, tasks = writing.popleft()
                     for task in tasks:
-                        row = task.result()
+                        row = task()
                         rows[str(row["case_id"])] = row
                     done(batch, rows)
         finally:
             ingest.shutdown(cancel_futures=True)
-            write.shutdown(cancel_futures=True)
+            write.shutdown()
 
     def _read_ahead(
         self,
@@ -186,10 +309,10 @@ class CohortPipeline:
             ahead.append((batch, tasks))
 
     def _network(
-        self, pool: ThreadPoolExecutor, ready: Sequence[Prepared | dict[str, Any]]
-    ) -> tuple[Rows, list[Future[dict[str, Any]]]]:
-        """One network call for the prepared cases of a batch; their finishing goes to ``pool``.
-        Returns the error rows known already and the finishing tasks."""
+        self, writers: Writers, ready: Sequence[Prepared | dict[str, Any]]
+    ) -> tuple[Rows, list[Callable[[], dict[str, Any]]]]:
+        """One network call for the prepared cases of a batch; their finishing goes to ``writers``.
+        Returns the error rows known already and, per finishing case, a call that waits for its row."""
         rows: Rows = {str(r["case_id"]): r for r in ready if isinstance(r, dict)}
         prepared = [p for p in ready if isinstance(p, Prepared)]
         if not prepared:
@@ -199,8 +322,8 @@ class CohortPipeline:
         network_s = (time.perf_counter() - start) / len(prepared)
         self.runner.timer.add("network", network_s * len(prepared))
         scored = ood_batch(self.runner.model, self.ood, prepared, outputs)
-        tasks = [
-            pool.submit(finish_case, self.runner, p, out, network_s, ood)
+        tasks: list[Callable[[], dict[str, Any]]] = [
+            functools.partial(writers.row, writers.submit(p, out, network_s, ood), p, network_s)
             for p, out, ood in zip(prepared, outputs, scored, strict=True)
         ]
         return rows, tasks

@@ -95,7 +95,8 @@ class SegmentReport:
         model: the model label (``<bundle>@<version>``); device: where the network ran.
         timings_s: wall seconds per stage: load_model, ingest, preprocess, network,
             readout (inverse transform + measurements), writers (case files), results
-            (results.csv / results.json), total.
+            (results.csv / results.json), total; and writer_cpu, the CPU seconds of the
+            writer processes when the writers are processes (:mod:`lsmseg.clinical.pipeline`).
         validation: the model's validation figure in words; caveat: the research-use caveat
             (None for a model validated on real CT).
     """

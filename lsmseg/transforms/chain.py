@@ -208,5 +208,7 @@ class CropWindowResize:
             convert_applied_interp_mode(operations, mode=LABEL_MODE) if is_labels else operations
         )
         native = self.chain.inverse({Keys.IMAGE: pred})[Keys.IMAGE]
-        labels = native[0].round() if is_labels else native.argmax(dim=0)
+        # max().indices: the same first-maximum index as argmax (ties -> background in the padding),
+        # 4 instead of 44 ms for (4, 512, 512) on CPU (argmax over the outer dimension is slow)
+        labels = native[0].round() if is_labels else native.max(dim=0).indices
         return np.asarray(labels.cpu().numpy(), dtype=np.uint8)

@@ -1,9 +1,12 @@
-"""The body mask: the table is cut off, internal air is filled, an empty slice has no body."""
+"""The body mask: the table is cut off, internal air is filled, an empty slice has no body; a
+slice seen again (gates, then crop) is not computed again."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from lsmseg.io import body
 from lsmseg.io.body import body_mask, largest_component
 
 
@@ -28,3 +31,24 @@ def test_largest_component_keeps_the_biggest_blob() -> None:
     mask[5:9, 5:9] = True  # 16 pixels
     out = largest_component(mask)
     assert out.sum() == 16 and out[6, 6] and not out[0, 0]
+
+
+def test_a_slice_seen_again_gets_its_mask_from_the_cache_a_copy_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hu = np.full((40, 40), -1000.0)
+    hu[10:30, 8:32] = 40.0
+    calls: list[int] = []
+    compute = body._body_of
+
+    def counted(above: np.ndarray, radius: int) -> np.ndarray:
+        calls.append(radius)
+        return compute(above, radius)
+
+    monkeypatch.setattr(body, "_body_of", counted)
+    first = body_mask(hu)
+    first[:] = False  # a caller's edit must not reach the next caller
+    again = body_mask(hu.astype(np.float64) + 1.0)  # same pixels above the threshold
+    assert calls == [body.TABLE_OPENING_RADIUS_PX] and again.sum() == 20 * 24
+    hu[10:30, 8] = -1000.0  # other pixels: computed anew
+    assert body_mask(hu).sum() == 20 * 23 and len(calls) == 2
