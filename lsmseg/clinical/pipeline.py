@@ -6,7 +6,7 @@
                      sr.dcm of each case, committed together per case (:func:`batched_commit`)
 
 The stages overlap: while the network runs, threads read the next slices and writers write the
-last ones. The writers' work is mostly Python (highdicom's SR and SEG, matplotlib's overlay),
+last ones. The writers' work is mostly Python (highdicom's SR and SEG, the overlay),
 which holds the GIL: threads overlap only its I/O and native parts. So on a cohort of
 :data:`PROCESS_MIN_CASES` cases or more the writers are processes (:class:`Writers`,
 ``forkserver``: a fresh process that imports lsmseg once, safe beside the network's OpenMP
@@ -49,7 +49,7 @@ MAX_WRITING = 2  # batches whose case files may still be in the writer pool
 PROCESS_MIN_CASES = 16
 # What the writers import lazily on their first case (about 2 CPU s per process otherwise):
 # imported once in the forkserver, so each writer process forks with them loaded.
-WRITER_PRELOAD = ("highdicom", "matplotlib.backends.backend_agg", "matplotlib.figure", "PIL.PngImagePlugin")
+WRITER_PRELOAD = ("highdicom", "matplotlib", "PIL.ImageDraw", "PIL.ImageFont", "PIL.PngImagePlugin")
 Rows = dict[str, dict[str, Any]]
 Finished = tuple[dict[str, Any], dict[str, float]]  # a case's row, and its stage seconds
 

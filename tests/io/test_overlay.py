@@ -70,3 +70,45 @@ def test_overlay_png_keeps_physical_aspect(tmp_path):
     with Image.open(path) as image:
         width, height = image.size
     assert (width, height) == (320, 640)
+
+
+def test_overlay_pixels_blend_label_colours_over_the_window(tmp_path):
+    """Known answers of the numpy composition: 0 HU is mid grey (128 of 256 levels over
+    -250..250), -1000 HU black, and a muscle pixel is its colour at 45 % over that grey."""
+    from PIL import Image
+
+    from lsmseg.io.ctslice import CTSlice
+    from lsmseg.keys import Measured
+
+    hu = np.full((64, 64), -1000.0, np.float32)
+    hu[:, 32:] = 0.0
+    mask = np.zeros((64, 64), np.uint8)
+    mask[40:60, 40:60] = Measured.MUSCLE
+    ct = CTSlice(hu=hu, spacing_mm=(1.0, 1.0), case_id="c", source="x")
+    with Image.open(write_overlay_png(ct, mask, tmp_path / "o.png", None)) as image:
+        assert image.size == (640, 640)  # 64 px of 1 mm -> the longer side at 640 px
+        pixels = np.asarray(image).astype(int)
+    assert (pixels[300, 100] == 0).all()  # -1000 HU: below the window
+    assert (pixels[300, 500] == 128).all()  # 0 HU: column 50 of 64, no label
+    muscle = np.rint(0.55 * 128 + 0.45 * np.asarray(rgb255(LABEL_BY_KEY["muscle"]), float))
+    assert (pixels[500, 500] == muscle).all()  # row 50, column 50: muscle
+    assert muscle[0] > muscle[1] + 50  # red-tinted
+
+
+def test_overlay_draws_texts_and_legend_only_for_labels_present(tmp_path):
+    from PIL import Image
+
+    from lsmseg.io.ctslice import CTSlice
+
+    ct = CTSlice(hu=np.full((64, 64), -1000.0, np.float32), spacing_mm=(1.0, 1.0), case_id="c", source="x")
+    empty = np.zeros((64, 64), np.uint8)
+    with Image.open(write_overlay_png(ct, empty, tmp_path / "o.png", {"model": "m"})) as image:
+        pixels = np.asarray(image).astype(int)
+    caption, footer, legend = pixels[5:40, 5:120], pixels[600:635, 5:300], pixels[5:40, 560:635]
+    assert (caption == 255).all(-1).any()  # white caption text on the shaded box
+    footer_yellow = (footer[..., 0] > 150) & (footer[..., 1] > 150) & (footer[..., 2] < 60)
+    assert footer_yellow.any()
+    assert (legend == 0).all()  # no label present: no legend, the black CT shows
+    with Image.open(write_overlay_png(ct, measured_labels((64, 64)), tmp_path / "l.png", None)) as image:
+        legend = np.asarray(image).astype(int)[5:40, 560:635]
+    assert (legend > 100).all(-1).mean() > 0.3  # the light legend frame
