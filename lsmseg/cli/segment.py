@@ -81,7 +81,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=2,
         metavar="N",
-        help="threads reading slices, and case-file writers beside the network: threads, or processes from 16 cases on (default 2)",
+        help=(
+            "threads reading slices, and case-file writers beside the network: threads, "
+            "or processes from 16 cases on (default 2)"
+        ),
     )
     p.add_argument(
         "--shard",

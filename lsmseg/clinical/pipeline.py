@@ -6,13 +6,14 @@
                      sr.dcm of each case, committed together per case (:func:`batched_commit`)
 
 The stages overlap: while the network runs, threads read the next slices and writers write the
-last ones. The writers' work is mostly Python (highdicom's SR and SEG, the overlay),
-which holds the GIL: threads overlap only its I/O and native parts. So on a cohort of
+last ones. The writers' work is mostly Python (highdicom's SR and SEG, the overlay), which holds
+the GIL: threads overlap only its I/O and native parts. So on a cohort of
 :data:`PROCESS_MIN_CASES` cases or more the writers are processes (:class:`Writers`,
 ``forkserver``: a fresh process that imports lsmseg once, safe beside the network's OpenMP
-threads), each with a copy of the readout settings and the model's transform, never its network. Work in flight is bounded
-(:data:`PREFETCH` batches read ahead, :data:`MAX_WRITING` batches being written), so memory is
-flat in the cohort size: only the results rows, a few KB each, are kept for the whole run.
+threads), each with a copy of the readout settings and the model's transform, never its
+network. Work in flight is bounded (:data:`PREFETCH` batches read ahead, :data:`MAX_WRITING`
+batches being written), so memory is flat in the cohort size: only the results rows, a few KB
+each, are kept for the whole run.
 A case that fails at any stage becomes an error row; nothing here stops the cohort.
 """
 
