@@ -169,11 +169,13 @@ class Rows:
         take: output -> positions in its parent's rows that it is computed on (absent: all).
         at: (output, row set) -> positions of the row set's rows in that output (absent: all).
         index: row set -> its global row indices (to gather the targets of a term).
+        packed: (n,) int64, every index above in that order: each is a view of it.
     """
 
     take: dict[str, torch.Tensor]
     at: dict[Read, torch.Tensor]
     index: dict[RowSet, torch.Tensor]
+    packed: torch.Tensor
 
     @classmethod
     def from_lists(
@@ -190,12 +192,10 @@ class Rows:
         (pinned, on CUDA) int64 tensor with one non-blocking copy (the host never waits), and
         each index is a view of the copy. On the CPU they are already where they are read.
         """
-        flat = [v for group in (self.take, self.at, self.index) for v in group.values()]
-        if device.type == "cpu" or not flat:
+        if device.type == "cpu":
             return self
         # The caching host allocator keeps a pinned block until the copy out of it has run.
-        host = torch.empty(sum(len(v) for v in flat), dtype=torch.int64, pin_memory=device.type == "cuda")
-        torch.cat(flat, out=host)
+        host = self.packed.pin_memory() if device.type == "cuda" else self.packed
         return _unpack(host.to(device, non_blocking=True), self.take, self.at, self.index)
 
     def count(self, rows: RowSet) -> int:
@@ -219,7 +219,9 @@ def _unpack(
     ``at`` and ``index`` in that order."""
     sizes = [len(v) for group in (take, at, index) for v in group.values()]
     views = iter(packed.split(sizes))
-    return Rows({k: next(views) for k in take}, {k: next(views) for k in at}, {k: next(views) for k in index})
+    return Rows(
+        {k: next(views) for k in take}, {k: next(views) for k in at}, {k: next(views) for k in index}, packed
+    )
 
 
 class Generators(nn.Module):
