@@ -11,7 +11,8 @@ import json
 import re
 from typing import Any
 
-DEFAULT_VAT_HU = (-150.0, -50.0)  # lsmseg.keys.VAT_HU_DEFAULT, repeated to keep --help import-free
+from lsmseg.keys import VAT_HU_DEFAULT as DEFAULT_VAT_HU  # lsmseg.keys imports only enum
+
 DEFAULT_CUTOFFS = "prado2008,martin2013,derstine2018"
 _NUMBER = r"-?(?:\d+(?:\.\d*)?|\.\d+)"  # a decimal number
 
