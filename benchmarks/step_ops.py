@@ -33,21 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ignite.engine import Events
 from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lsmseg.engines.device import resolve_device  # noqa: E402
-from lsmseg.experiments.bench import (  # noqa: E402
-    REFERENCE,
-    BenchSettings,
-    make_network,
-    make_trainer,
-    synthetic_batch,
-)
+from lsmseg.experiments.bench import REFERENCE, BenchSettings, make_network, synthetic_batch  # noqa: E402
 from lsmseg.experiments.flops import sync  # noqa: E402
+from lsmseg.experiments.profiling import profiled_steps  # noqa: E402
 
 COLUMNS = (
     "method",
@@ -89,35 +83,10 @@ def count(events: Any, steps: int, host_s: float) -> dict[str, float]:
     }
 
 
-def _profiler(device: torch.device) -> profile:
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    return profile(activities=activities)
-
-
 def profile_trainer(settings: BenchSettings, method: str) -> dict[str, float]:
     """Counts per step of ``method``'s training step as the trainer runs it."""
-    device = resolve_device(settings.device)
-    batches = [synthetic_batch(settings)] * (settings.warmup + settings.steps)
-    trainer = make_trainer(settings, method, make_network(settings), batches)
-    prof = _profiler(device)
-    clock: list[float] = []
-
-    def started(engine: Any) -> None:
-        if engine.state.iteration == settings.warmup + 1:
-            sync(device)
-            prof.start()
-            clock.append(time.perf_counter())
-
-    def completed(engine: Any) -> None:
-        if engine.state.iteration == settings.warmup + settings.steps:
-            sync(device)
-            clock.append(time.perf_counter())
-            prof.stop()
-
-    trainer.add_event_handler(Events.ITERATION_STARTED, started)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, completed)
-    trainer.run()
-    return count(prof.events(), settings.steps, clock[1] - clock[0])
+    prof, host_s = profiled_steps(settings, method, settings.steps)
+    return count(prof.events(), settings.steps, host_s)
 
 
 def profile_reference(settings: BenchSettings) -> dict[str, float]:
@@ -128,7 +97,9 @@ def profile_reference(settings: BenchSettings) -> dict[str, float]:
     step, batch = placed(make_network(settings), synthetic_batch(settings), device, settings.channels_last)
     for _ in range(settings.warmup):
         step(batch)
-    prof = _profiler(device)
+    prof = profile(
+        activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if device.type == "cuda" else [])]
+    )
     sync(device)
     with prof:
         t0 = time.perf_counter()

@@ -1,5 +1,5 @@
-"""Old import path of the step benchmark: the code lives in :mod:`lsmseg.experiments.bench` and
-:mod:`lsmseg.experiments.flops`."""
+"""Old import path of the step benchmark: the code lives in :mod:`lsmseg.experiments.bench`,
+:mod:`lsmseg.experiments.flops` and :mod:`lsmseg.experiments.profiling`."""
 
 from lsmseg.experiments.bench import (
     BENCH_COLUMNS,
@@ -8,7 +8,6 @@ from lsmseg.experiments.bench import (
     Measurement,
     check_methods,
     measure_method,
-    profile_step,
     run_bench,
     step_flops,
     synthetic_batch,
@@ -16,6 +15,7 @@ from lsmseg.experiments.bench import (
     write_csv,
 )
 from lsmseg.experiments.flops import count_flops, machine_peak_gflops, matmul_peak_gflops
+from lsmseg.experiments.profiling import profile_step
 
 __all__ = [
     "BENCH_COLUMNS",

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lsmseg.engines.device import resolve_device
-    from lsmseg.experiments.bench import BenchSettings, check_methods, profile_step, run_bench, write_csv
+    from lsmseg.experiments.bench import BenchSettings, check_methods, run_bench, write_csv
+    from lsmseg.experiments.profiling import profile_step
 
     check_methods(args.methods)
     resolve_device(args.device)

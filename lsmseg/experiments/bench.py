@@ -181,6 +181,13 @@ def synthetic_batch(settings: BenchSettings) -> dict[str, torch.Tensor]:
     }
 
 
+def device_batch(settings: BenchSettings) -> dict[str, torch.Tensor]:
+    """:func:`synthetic_batch`, pinned on CUDA as a DataLoader with ``pin_memory=True`` gives it
+    (its copy to the device is then asynchronous); what the timed and profiled steps run on."""
+    batch = synthetic_batch(settings)
+    return {k: v.pin_memory() for k, v in batch.items()} if settings.device == "cuda" else batch
+
+
 def make_trainer(
     settings: BenchSettings, method: str, network: Any, batches: list[dict], stage: int | None = None
 ) -> Any:
@@ -235,9 +242,7 @@ def time_steps(settings: BenchSettings, method: str, stage: int | None = None) -
         return StepTimes(wall, cpu), step.network
     device = resolve_device(settings.device)
     network = make_network(settings)
-    batch = synthetic_batch(settings)
-    if device.type == "cuda":  # as a DataLoader with pin_memory=True gives it: asynchronous copies
-        batch = {k: v.pin_memory() for k, v in batch.items()}
+    batch = device_batch(settings)
     trainer = make_trainer(settings, method, network, [batch] * (settings.warmup + settings.steps), stage)
     starts: list[tuple[float, float]] = []
     times = StepTimes([], [])
@@ -472,29 +477,3 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike, append: b
         with open(path, newline="", encoding="utf-8") as f:
             old = [{k: _typed(v) for k, v in r.items()} for r in csv.DictReader(f)]
     return write_csv_atomic(path, BENCH_COLUMNS, [*old, *rows])
-
-
-def profile_step(
-    settings: BenchSettings, method: str, steps: int = 3, row_limit: int = 30, stage: int | None = None
-) -> str:
-    """torch.profiler tables of ``steps`` steps after the warm-up: top ops by host time, then CUDA time."""
-    from ignite.engine import Events
-    from torch.profiler import ProfilerActivity, profile
-
-    network = make_network(settings)
-    batch = synthetic_batch(settings)
-    trainer = make_trainer(settings, method, network, [batch] * (settings.warmup + steps), stage)
-    activities = [ProfilerActivity.CPU]
-    if settings.device == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    prof = profile(activities=activities)
-
-    def started(engine: Any) -> None:
-        if engine.state.iteration == settings.warmup + 1:
-            prof.__enter__()
-
-    trainer.add_event_handler(Events.ITERATION_STARTED, started)
-    trainer.run()
-    prof.__exit__(None, None, None)
-    sorts = ["self_cpu_time_total", "self_cuda_time_total"][: 2 if settings.device == "cuda" else 1]
-    return "\n".join(str(prof.key_averages().table(sort_by=sort, row_limit=row_limit)) for sort in sorts)
