@@ -14,10 +14,11 @@ The stages come from the run's own clock (``SegmentReport.timings_s``):
 ``s_per_slice`` is wall time (model load and discovery included), ``cpu_s_per_slice`` the
 process's CPU time (all threads) for the same run plus the writer processes' CPU time on its
 cases (``writer_cpu``, which each writer process clocks per case; on a cohort of 16 slices or
-more the writers are processes, forked from a forkserver that imported lsmseg once). segment is a pipeline (ingest and writer
-threads beside the network), so the stage columns sum the seconds of every thread and together
-exceed the wall time. Weights are untrained (timing does not depend on them; a case whose random mask has no muscle is
-still written, without its DICOM SEG - ``n_ok`` says how many had one). The machine's load
+more the writers are processes, forked from a forkserver that imported lsmseg once). segment is
+a pipeline (ingest and writer workers beside the network), so the stage columns sum the seconds
+of every worker and together exceed the wall time. Weights are untrained (timing does not depend
+on them; a case whose random mask has no muscle is still written, without its DICOM SEG -
+``n_ok`` says how many had one). The machine's load
 average is recorded next to the numbers: on a shared machine the wall times are upper bounds,
 and the CPU time is the steadier figure.
 
